@@ -1,0 +1,115 @@
+"""Safe image decoding: every failure becomes an `UnreadableImage` with a human-readable reason.
+
+What "safe" means here:
+- the format is detected from the bytes, not the file name (a PNG named .jpg decodes);
+- images larger than `max_pixels` are refused before their pixels are decoded (decompression bombs);
+- truncated or corrupt data is refused (Pillow's LOAD_TRUNCATED_IMAGES stays off);
+- the EXIF orientation is applied, so boxes and crops refer to the upright image;
+- any mode (CMYK, grayscale, 16-bit, palette, alpha) ends as 8-bit RGB; transparency is
+  composited over white.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 64_000_000  # 8000 x 8000; a phone camera stays well below
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "MPO")
+
+
+class UnreadableImage(Exception):
+    """The bytes are not an image we can score; str(exc) is the reason shown to users."""
+
+
+@dataclass
+class DecodedImage:
+    image: Image.Image  # RGB, upright
+    format: str
+    width: int  # of the upright image, before any draft reduction
+    height: int
+    reduction: int = 1  # >1 when a JPEG was decoded at 1/reduction of its size (draft mode)
+
+
+def decode_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None
+) -> DecodedImage:
+    """Decode image bytes into an upright RGB image or raise UnreadableImage.
+
+    `min_side`: if given, a JPEG may be decoded at a reduced scale (1/2, 1/4, 1/8, via
+    Pillow's draft mode) as long as its smaller side stays >= min_side.
+    """
+    if not data:
+        raise UnreadableImage("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise UnreadableImage("not an image: the content is not a recognised image format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UnreadableImage(f"decompression bomb refused: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any parser failure is a property of the file
+        raise UnreadableImage(f"cannot open image: {exc}") from None
+
+    fmt = img.format or ""
+    if fmt not in FORMATS:
+        raise UnreadableImage(f"unsupported image format {img.format}")
+    w, h = img.size
+    if w < 1 or h < 1:
+        raise UnreadableImage(f"image has no pixels ({w}x{h})")
+    if w * h > max_pixels:
+        raise UnreadableImage(
+            f"decompression bomb refused: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}"
+        )
+
+    reduction = 1
+    if min_side and fmt in ("JPEG", "MPO"):
+        target = max(1, min(w, h))
+        while reduction < 8 and target // (reduction * 2) >= min_side:
+            reduction *= 2
+        if reduction > 1:
+            img.draft("RGB", (-(-w // reduction), -(-h // reduction)))
+            reduction = round(w / img.size[0])
+
+    try:
+        img.load()
+    except Exception as exc:  # noqa: BLE001
+        reason = str(exc) or exc.__class__.__name__
+        if "truncated" in reason:
+            raise UnreadableImage(f"truncated file: {reason}") from None
+        raise UnreadableImage(f"corrupt image data: {reason}") from None
+
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - a broken EXIF block should not lose the picture
+        orientation = 1
+    if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: the upright size is swapped
+        w, h = h, w
+    return DecodedImage(image=to_rgb(img), format=fmt, width=w, height=h, reduction=reduction)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        # 16-bit modes always span 0..65535 (a dark 16-bit image must not be read as 8-bit)
+        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr8 = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, "L").convert("RGB")
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")

@@ -1,0 +1,218 @@
+"""Model manifests (TOML): how to crop, preprocess and read one ONNX liveness model.
+
+    [model]
+    name = "fas_a"            # unique name; scores are stored under it
+    version = "1"
+    file = "fas_a.onnx"       # relative to the manifest
+
+    [input]
+    name = "input"            # optional: the ONNX input name (default: the model's first input)
+    size = [80, 80]           # h, w
+    layout = "NCHW"           # or "NHWC"
+    color = "RGB"             # or "BGR"
+    scale = "unit"            # "unit": x / 255; "raw": 0..255
+    mean = [0.0, 0.0, 0.0]    # per channel, in the channel order above, after scaling
+    std = [1.0, 1.0, 1.0]
+
+    [crop]
+    side = "max"              # square crop of the larger box side; "axes": scale w and h separately
+    scale = 2.7
+    border = "shift"          # "pad": zeros outside the image; "shift": shrink, then move inside
+    resize = "stretch"        # or "letterbox" (aspect kept, zero padding, centred)
+    small_face_ref = 0        # px; faces with min side below it get scale * ref / side ...
+    small_face_max_scale = 4.0  # ... capped here (0 = the rule is off)
+
+    [output]
+    name = ""                 # optional: the ONNX output (default: the first)
+    type = "logits"           # or "probabilities"
+    activation = "softmax"    # for logits: "softmax" or "sigmoid"
+    live_index = 1            # int or list of ints; the live probability is their sum
+    classes = ["attack", "live"]  # optional names per index; non-live names are attack types
+
+An ensemble manifest lists member manifests:
+
+    [ensemble]
+    name = "demo"
+    threshold = 0.5
+    rule = "mean"
+    models = ["fas_a.toml", "fas_b.toml"]
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ManifestError(ValueError):
+    """A manifest problem; the message names the key."""
+
+
+@dataclass(frozen=True)
+class CropRecipe:
+    side: str = "max"
+    scale: float = 1.0
+    border: str = "pad"
+    resize: str = "stretch"
+    small_face_ref: float = 0.0
+    small_face_max_scale: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    name: str
+    file: Path
+    version: str = "1"
+    input_name: str = ""
+    size: tuple[int, int] = (80, 80)  # h, w
+    layout: str = "NCHW"
+    color: str = "RGB"
+    scale: str = "unit"
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    crop: CropRecipe = field(default_factory=CropRecipe)
+    output_name: str = ""
+    output_type: str = "logits"
+    activation: str = "softmax"
+    live_index: tuple[int, ...] = (1,)
+    classes: tuple[str, ...] = ()
+    text: str = ""  # the TOML source, stored with the registered model
+
+    @property
+    def attack_classes(self) -> dict[int, str]:
+        return {i: n for i, n in enumerate(self.classes) if i not in self.live_index}
+
+
+@dataclass(frozen=True)
+class EnsembleManifest:
+    name: str
+    threshold: float
+    rule: str
+    models: tuple[ModelManifest, ...]
+
+
+def _get(table: dict, section: str, key: str, kind, default=None, choices=None):
+    value = table.get(key, default)
+    where = f"{section}.{key}"
+    if value is None:
+        raise ManifestError(f"{where}: missing")
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ManifestError(f"{where}: expected {kind.__name__}, got {value!r}")
+    if choices and value not in choices:
+        raise ManifestError(f"{where}: must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _triple(table: dict, section: str, key: str, default) -> tuple[float, float, float]:
+    value = table.get(key, default)
+    if not (isinstance(value, list | tuple) and len(value) == 3 and all(isinstance(v, int | float) for v in value)):
+        raise ManifestError(f"{section}.{key}: expected 3 numbers, got {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def _section(doc: dict, name: str, required: bool = True) -> dict:
+    table = doc.get(name)
+    if table is None:
+        if required:
+            raise ManifestError(f"[{name}]: missing section")
+        return {}
+    if not isinstance(table, dict):
+        raise ManifestError(f"[{name}]: must be a table")
+    return table
+
+
+def parse_model(doc: dict, base: Path, text: str = "") -> ModelManifest:
+    m, i, c, o = (_section(doc, s, s in ("model", "input")) for s in ("model", "input", "crop", "output"))
+    size = i.get("size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise ManifestError(f"input.size: expected [height, width] positive integers, got {size!r}")
+    std = _triple(i, "input", "std", [1, 1, 1])
+    if any(s == 0 for s in std):
+        raise ManifestError("input.std: must not contain 0")
+    live = o.get("live_index", 1)
+    live = [live] if isinstance(live, int) and not isinstance(live, bool) else live
+    if not (isinstance(live, list) and live and all(isinstance(v, int) and v >= 0 for v in live)):
+        raise ManifestError(f"output.live_index: expected a non-negative int or a list of them, got {live!r}")
+    classes = o.get("classes", [])
+    if not (isinstance(classes, list) and all(isinstance(v, str) for v in classes)):
+        raise ManifestError("output.classes: expected a list of strings")
+    crop = CropRecipe(
+        side=_get(c, "crop", "side", str, "max", ("max", "axes")),
+        scale=_get(c, "crop", "scale", float, 1.0),
+        border=_get(c, "crop", "border", str, "pad", ("pad", "shift")),
+        resize=_get(c, "crop", "resize", str, "stretch", ("stretch", "letterbox")),
+        small_face_ref=_get(c, "crop", "small_face_ref", float, 0.0),
+        small_face_max_scale=_get(c, "crop", "small_face_max_scale", float, 0.0),
+    )
+    if crop.scale <= 0:
+        raise ManifestError(f"crop.scale: must be positive, got {crop.scale}")
+    name = _get(m, "model", "name", str)
+    if not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        raise ManifestError(f"model.name: use letters, digits, '_', '-', '.', got {name!r}")
+    return ModelManifest(
+        name=name,
+        file=(base / _get(m, "model", "file", str)).resolve(),
+        version=str(m.get("version", "1")),
+        input_name=_get(i, "input", "name", str, ""),
+        size=(size[0], size[1]),
+        layout=_get(i, "input", "layout", str, "NCHW", ("NCHW", "NHWC")),
+        color=_get(i, "input", "color", str, "RGB", ("RGB", "BGR")),
+        scale=_get(i, "input", "scale", str, "unit", ("unit", "raw")),
+        mean=_triple(i, "input", "mean", [0, 0, 0]),
+        std=std,
+        crop=crop,
+        output_name=_get(o, "output", "name", str, ""),
+        output_type=_get(o, "output", "type", str, "logits", ("logits", "probabilities")),
+        activation=_get(o, "output", "activation", str, "softmax", ("softmax", "sigmoid")),
+        live_index=tuple(live),
+        classes=tuple(classes),
+        text=text,
+    )
+
+
+def load_manifest(path: str | Path) -> ModelManifest | EnsembleManifest:
+    """Load a model or ensemble manifest; raises ManifestError naming the file and key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        doc = tomllib.loads(text)
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        if "ensemble" in doc:
+            e = _section(doc, "ensemble")
+            members = e.get("models")
+            if not (isinstance(members, list) and members and all(isinstance(v, str) for v in members)):
+                raise ManifestError("ensemble.models: expected a non-empty list of manifest paths")
+            models = []
+            for member in members:
+                loaded = load_manifest(path.parent / member)
+                if not isinstance(loaded, ModelManifest):
+                    raise ManifestError(f"ensemble.models: {member} is not a model manifest")
+                models.append(loaded)
+            threshold = _get(e, "ensemble", "threshold", float, 0.5)
+            if not 0 <= threshold <= 1:
+                raise ManifestError(f"ensemble.threshold: must be in [0, 1], got {threshold}")
+            return EnsembleManifest(
+                name=_get(e, "ensemble", "name", str),
+                threshold=threshold,
+                rule=_get(e, "ensemble", "rule", str, "mean", ("mean",)),
+                models=tuple(models),
+            )
+        return parse_model(doc, path.parent, text)
+    except ManifestError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ManifestError(f"{path}: {exc}") from None
+
+
+def parse_model_text(text: str, file: Path) -> ModelManifest:
+    """Rebuild a stored manifest (e.g. from the database) with its model file at `file`."""
+    doc = tomllib.loads(text)
+    m = parse_model(doc, file.parent, text)
+    return ModelManifest(**{**m.__dict__, "file": file})

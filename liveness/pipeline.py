@@ -1,0 +1,153 @@
+"""Score a batch of inbox files: decode, face box, quality, crops, ensemble, decision, category.
+
+Pure library code: bytes in, `ImageResult`s out. Storage, folders and the database are the
+caller's business (monitor/services.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from PIL import Image
+
+from .boxes import Box
+from .crop import crop_face, crop_rect
+from .decode import UnreadableImage, decode_image
+from .ensemble import Ensemble, categorise, decide
+from .quality import Gates, Quality, assess
+from .sidecar import Sidecar, SidecarError, parse_sidecar
+
+THUMB_SIDE = 256
+
+# A face detector: (RGB image) -> (box in that image's pixels, detection score) or None.
+Detector = Callable[[Image.Image], "tuple[Box, float] | None"]
+
+
+@dataclass
+class FileInput:
+    data: bytes
+    sidecar: bytes | None = None
+
+
+@dataclass
+class ImageResult:
+    sha256: str
+    size: int
+    category: str  # live | attack | low_quality | no_face | unreadable
+    reason: str = ""  # why unreadable / no_face
+    notes: list[str] = field(default_factory=list)  # non-fatal problems (sidecar fields, box clipped)
+    format: str = ""
+    width: int | None = None
+    height: int | None = None
+    sidecar: Sidecar | None = None
+    box: Box | None = None
+    box_source: str = ""  # "sidecar" | "detector"
+    detection_score: float | None = None
+    quality: Quality | None = None
+    scores: dict[str, float] = field(default_factory=dict)  # model name -> live probability
+    attack_guesses: dict[str, str] = field(default_factory=dict)
+    crop_rects: dict[str, list[float]] = field(default_factory=dict)
+    score: float | None = None
+    decision: str | None = None
+    thumbnail: Image.Image | None = None
+
+    @property
+    def captured_at(self) -> datetime | None:
+        return self.sidecar.captured_at if self.sidecar else None
+
+
+class Pipeline:
+    def __init__(
+        self,
+        ensemble: Ensemble,
+        gates: Gates = Gates(),
+        detector: Detector | None = None,
+        thumb_side: int = THUMB_SIDE,
+    ):
+        self.ensemble = ensemble
+        self.gates = gates
+        self.detector = detector
+        self.thumb_side = thumb_side
+
+    def analyse(self, files: Sequence[FileInput]) -> list[ImageResult]:
+        results = [self._prepare(f) for f in files]
+        pending = [(r, crops) for r, crops in results if crops is not None]
+        if pending:
+            per_model: dict[str, np.ndarray] = {}
+            for model in self.ensemble.models:
+                probs = model.probabilities(np.stack([crops[model.name] for _, crops in pending]))
+                per_model[model.name] = model.live_probability(probs)
+                for (r, _), guess in zip(pending, model.attack_guess(probs), strict=True):
+                    if guess:
+                        r.attack_guesses[model.name] = guess
+            combined = self.ensemble.combine(per_model)
+            for i, (r, _) in enumerate(pending):
+                r.scores = {name: float(v[i]) for name, v in per_model.items()}
+                r.score = float(combined[i])
+                r.decision = decide(r.score, self.ensemble.threshold)
+                r.category = categorise(r.decision, r.quality.failed_gates)
+        return [r for r, _ in results]
+
+    def _prepare(self, f: FileInput) -> tuple[ImageResult, dict | None]:
+        r = ImageResult(sha256=hashlib.sha256(f.data).hexdigest(), size=len(f.data), category="unreadable")
+        if f.sidecar is not None:
+            try:
+                r.sidecar = parse_sidecar(f.sidecar)
+                r.notes += [f"sidecar {w}" for w in r.sidecar.warnings]
+            except SidecarError as exc:
+                r.notes.append(str(exc))
+        try:
+            decoded = decode_image(f.data)
+        except UnreadableImage as exc:
+            r.reason = str(exc)
+            return r, None
+        img = decoded.image
+        r.format, r.width, r.height = decoded.format, decoded.width, decoded.height
+        r.thumbnail = img.copy()
+        r.thumbnail.thumbnail((self.thumb_side, self.thumb_side), Image.Resampling.BILINEAR)
+
+        r.box = self._sidecar_box(r)
+        if r.box is not None:
+            r.box_source = "sidecar"
+        elif self.detector is not None:
+            found = self.detector(img)
+            if found is not None:
+                r.box, r.detection_score = found
+                r.box_source = "detector"
+        if r.box is None:
+            r.category = "no_face"
+            r.reason = "no face box in the sidecar" + (" and no face detected" if self.detector else " and no face detector configured")
+            return r, None
+
+        sc = r.sidecar
+        r.quality = assess(
+            img,
+            r.box,
+            sidecar_pose=sc.pose if sc else None,
+            sidecar_blur=sc.blur if sc else None,
+            landmarks=sc.landmarks if sc else None,
+            gates=self.gates,
+        )
+        crops = {}
+        for model in self.ensemble.models:
+            m = model.manifest
+            r.crop_rects[m.name] = [round(v, 1) for v in crop_rect(m.crop, r.box, img.width, img.height)]
+            crops[m.name] = crop_face(img, m.crop, r.box, m.size)
+        return r, crops
+
+    @staticmethod
+    def _sidecar_box(r: ImageResult) -> Box | None:
+        if r.sidecar is None or r.sidecar.face is None:
+            return None
+        box = r.sidecar.face
+        clipped = box.clip(r.width, r.height)
+        if clipped is None:
+            r.notes.append(f"sidecar face box {box.as_dict()} lies outside the {r.width}x{r.height} image; ignored")
+            return None
+        if clipped != box:
+            r.notes.append(f"sidecar face box {box.as_dict()} clipped to the {r.width}x{r.height} image")
+        return clipped

@@ -1,0 +1,113 @@
+"""ONNX liveness models: sessions loaded once per process, batched inference."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from .manifest import ManifestError, ModelManifest
+
+
+@functools.lru_cache(maxsize=32)
+def load_session(path: str, threads: int = 0) -> ort.InferenceSession:
+    """One session per (file, threads) per process. threads=0: onnxruntime's default."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class LivenessModel:
+    """One ONNX model with its manifest. `predict` takes uint8 RGB crops (n, h, w, 3)."""
+
+    def __init__(self, manifest: ModelManifest, threads: int = 0):
+        self.manifest = manifest
+        if not Path(manifest.file).is_file():
+            raise ManifestError(f"model.file: {manifest.file} does not exist")
+        self.session = load_session(str(manifest.file), threads)
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        self.input_name = manifest.input_name or self.session.get_inputs()[0].name
+        if self.input_name not in inputs:
+            raise ManifestError(f"input.name: the model has no input {self.input_name!r} (it has {', '.join(inputs)})")
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.output_name = manifest.output_name or outputs[0]
+        if self.output_name not in outputs:
+            raise ManifestError(f"output.name: the model has no output {self.output_name!r} (it has {', '.join(outputs)})")
+        shape = inputs[self.input_name].shape
+        self._check_shape(shape)
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+
+    def _check_shape(self, shape) -> None:
+        m = self.manifest
+        h, w = m.size
+        want = [3, h, w] if m.layout == "NCHW" else [h, w, 3]
+        got = list(shape[1:])
+        if len(shape) != 4 or any(isinstance(g, int) and g != e for g, e in zip(got, want, strict=True)):
+            raise ManifestError(
+                f"input: manifest says {m.layout} {h}x{w}x3, the ONNX input {self.input_name!r} has shape {shape}"
+            )
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    def to_tensor(self, crops: np.ndarray) -> np.ndarray:
+        m = self.manifest
+        x = crops.astype(np.float32)
+        if m.color == "BGR":
+            x = x[..., ::-1]
+        if m.scale == "unit":
+            x /= 255.0
+        x = (x - np.asarray(m.mean, np.float32)) / np.asarray(m.std, np.float32)
+        if m.layout == "NCHW":
+            x = x.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def probabilities(self, crops: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, k) for uint8 RGB crops (n, h, w, 3)."""
+        x = self.to_tensor(crops)
+        if self.fixed_batch and self.fixed_batch != len(x):
+            parts = [self._run(x[i : i + 1]) for i in range(len(x))]
+            out = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+        else:
+            out = self._run(x)
+        out = out.reshape(len(x), -1).astype(np.float64)
+        m = self.manifest
+        if m.output_type == "logits":
+            out = _softmax(out) if m.activation == "softmax" else 1 / (1 + np.exp(-out))
+        if max(m.live_index) >= out.shape[1]:
+            raise ManifestError(f"output.live_index: {max(m.live_index)} but the model gives {out.shape[1]} values")
+        return out
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: x})[0]
+
+    def live_probability(self, probs: np.ndarray) -> np.ndarray:
+        return np.clip(probs[:, list(self.manifest.live_index)].sum(axis=1), 0.0, 1.0)
+
+    def attack_guess(self, probs: np.ndarray) -> list[str | None]:
+        """The most probable named attack class per row (None if the manifest names none)."""
+        named = self.manifest.attack_classes
+        if not named:
+            return [None] * len(probs)
+        idx = list(named)
+        return [named[idx[int(np.argmax(row[idx]))]] for row in probs]

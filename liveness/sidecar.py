@@ -1,0 +1,133 @@
+"""Sidecar JSON parsing and validation (SPEC section 3).
+
+Every field is optional. A field with a wrong type or value is dropped with a warning and the
+rest of the sidecar is kept; a file that is not a JSON object raises SidecarError.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .boxes import Box
+
+GENUINE_WORDS = {"genuine", "live", "real", "bonafide", "bona fide", "1"}
+ATTACK_WORDS = {"attack", "spoof", "fake", "0"}
+
+
+class SidecarError(Exception):
+    """The sidecar cannot be used at all; str(exc) is the reason."""
+
+
+@dataclass
+class Sidecar:
+    captured_at: datetime | None = None
+    face: Box | None = None
+    landmarks: list[tuple[float, float]] | None = None
+    pose: dict[str, float] | None = None  # yaw, pitch, roll in degrees (missing keys absent)
+    blur: float | None = None
+    label: str | None = None  # "genuine" | "attack"
+    attack_type: str | None = None
+    subject: str | None = None
+    site: str | None = None
+    raw: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def normalise_label(value) -> str | None:
+    """genuine/live/real/1 -> "genuine", attack/spoof/fake/0 -> "attack", anything else None."""
+    text = str(value).strip().lower()
+    if text in GENUINE_WORDS:
+        return "genuine"
+    if text in ATTACK_WORDS:
+        return "attack"
+    return None
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def parse_sidecar(data: bytes | str) -> Sidecar:
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SidecarError(f"sidecar is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SidecarError(f"sidecar must be a JSON object, got {type(raw).__name__}")
+
+    sc = Sidecar(raw=raw)
+    warn = sc.warnings.append
+
+    if "captured_at" in raw:
+        try:
+            sc.captured_at = datetime.fromisoformat(str(raw["captured_at"]).replace("Z", "+00:00"))
+        except ValueError:
+            warn(f"captured_at: not an ISO 8601 date-time: {raw['captured_at']!r}")
+
+    if "face" in raw:
+        face = raw["face"]
+        vals = {k: _number(face.get(k)) for k in "xywh"} if isinstance(face, dict) else {}
+        if not vals or any(v is None for v in vals.values()):
+            warn("face: must be an object with numeric x, y, w, h")
+        elif vals["w"] <= 0 or vals["h"] <= 0:
+            warn(f"face: width and height must be positive, got w={vals['w']:g} h={vals['h']:g}")
+        else:
+            sc.face = Box(vals["x"], vals["y"], vals["w"], vals["h"])
+
+    if "landmarks" in raw:
+        pts = raw["landmarks"]
+        ok = (
+            isinstance(pts, list)
+            and len(pts) == 5
+            and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pts)
+            and all(_number(c) is not None for p in pts for c in p)
+        )
+        if ok:
+            sc.landmarks = [(float(p[0]), float(p[1])) for p in pts]
+        else:
+            warn("landmarks: must be a list of 5 [x, y] number pairs")
+
+    if "pose" in raw:
+        pose = raw["pose"]
+        if isinstance(pose, dict):
+            sc.pose = {}
+            for key in ("yaw", "pitch", "roll"):
+                if key in pose:
+                    v = _number(pose[key])
+                    if v is None or abs(v) > 180:
+                        warn(f"pose.{key}: must be a number of degrees in [-180, 180]")
+                    else:
+                        sc.pose[key] = v
+        else:
+            warn("pose: must be an object with yaw, pitch, roll")
+
+    if "blur" in raw:
+        v = _number(raw["blur"])
+        if v is None or not 0 <= v <= 1:
+            warn(f"blur: must be a number in [0, 1], got {raw['blur']!r}")
+        else:
+            sc.blur = v
+
+    if raw.get("label") is not None:
+        sc.label = normalise_label(raw["label"])
+        if sc.label is None:
+            warn(f"label: unknown value {raw['label']!r} (expected genuine or attack)")
+    if raw.get("attack_type") is not None:
+        if isinstance(raw["attack_type"], str) and raw["attack_type"].strip():
+            sc.attack_type = raw["attack_type"].strip().lower()
+        else:
+            warn("attack_type: must be a non-empty string")
+        if sc.label == "genuine" and sc.attack_type:
+            warn("attack_type: ignored on a genuine label")
+            sc.attack_type = None
+
+    for key in ("subject", "site"):
+        if raw.get(key) is not None:
+            setattr(sc, key, str(raw[key])[:200])
+    return sc

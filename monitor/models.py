@@ -1,0 +1,182 @@
+from django.db import models
+from django.db.models import Q
+
+CATEGORIES = ["live", "attack", "low_quality", "no_face", "unreadable"]
+CATEGORY_CHOICES = [(c, c.replace("_", " ")) for c in CATEGORIES]
+LABEL_CHOICES = [("genuine", "genuine"), ("attack", "attack")]
+DECISION_CHOICES = [("live", "live"), ("attack", "attack")]
+
+
+class Device(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    first_day = models.DateField(null=True, blank=True)
+    last_day = models.DateField(null=True, blank=True)
+
+    def __str__(self):
+        return self.name
+
+
+class ModelVersion(models.Model):
+    """One registered ONNX liveness model file with its manifest."""
+
+    name = models.CharField(max_length=100)
+    version = models.CharField(max_length=50, default="1")
+    sha256 = models.CharField(max_length=64, unique=True)
+    file = models.CharField(max_length=500, help_text="path of the ONNX file (relative to the models folder)")
+    manifest = models.TextField(help_text="the TOML manifest as registered")
+    input_shape = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="model_name_version_unique")]
+        ordering = ["name", "-created_at"]
+
+    def __str__(self):
+        return f"{self.name} v{self.version} ({self.sha256[:8]})"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.version}:{self.sha256[:8]}"
+
+
+class Ensemble(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    members = models.ManyToManyField(ModelVersion, related_name="ensembles")
+    threshold = models.FloatField(help_text="live if score > threshold")
+    rule = models.CharField(max_length=20, default="mean")
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True), name="one_active_ensemble"),
+            models.CheckConstraint(condition=Q(threshold__gte=0) & Q(threshold__lte=1), name="threshold_in_0_1"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} (t={self.threshold:g}{', active' if self.is_active else ''})"
+
+
+class Run(models.Model):
+    """One scoring run of one day: what it found, how far it got, what went wrong."""
+
+    QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+    STATUS_CHOICES = [(s, s) for s in (QUEUED, RUNNING, DONE, FAILED)]
+
+    day = models.DateField(db_index=True)
+    ensemble = models.ForeignKey(Ensemble, null=True, on_delete=models.SET_NULL)
+    threshold = models.FloatField(null=True)
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=QUEUED)
+    trigger = models.CharField(max_length=20, default="manual")  # manual | nightly | rescan | command
+    rescore = models.BooleanField(default=False)
+    total = models.PositiveIntegerField(default=0, help_text="files to process in this run")
+    processed = models.PositiveIntegerField(default=0)
+    new_images = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    failed_files = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict, blank=True, help_text="images of the day per category")
+    errors = models.JSONField(default=list, blank=True, help_text="[{path, reason}] for files not scored")
+    timings = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True)
+    finished_at = models.DateTimeField(null=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"run {self.pk} of {self.day} ({self.status})"
+
+    @property
+    def progress(self) -> float:
+        return self.processed / self.total if self.total else (1.0 if self.status == self.DONE else 0.0)
+
+
+class Image(models.Model):
+    """One distinct image (by sha256 of its bytes) and everything the pipeline found."""
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    path = models.CharField(max_length=1000, help_text="relative to the inbox, of the first file with these bytes")
+    day = models.DateField()
+    device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="images")
+    captured_at = models.DateTimeField(null=True, blank=True)
+    file_size = models.PositiveIntegerField()
+    format = models.CharField(max_length=10, blank=True)
+    width = models.PositiveIntegerField(null=True)
+    height = models.PositiveIntegerField(null=True)
+    # face box, full-resolution pixels of the upright image
+    box_x = models.FloatField(null=True)
+    box_y = models.FloatField(null=True)
+    box_w = models.FloatField(null=True)
+    box_h = models.FloatField(null=True)
+    box_source = models.CharField(max_length=10, blank=True)
+    detection_score = models.FloatField(null=True)
+    # quality
+    face_size = models.FloatField(null=True)
+    yaw = models.FloatField(null=True)
+    pitch = models.FloatField(null=True)
+    roll = models.FloatField(null=True)
+    blur = models.FloatField(null=True)
+    pose_source = models.CharField(max_length=10, blank=True)
+    blur_source = models.CharField(max_length=10, blank=True)
+    failed_gates = models.JSONField(default=list, blank=True)
+    # scores
+    scores = models.JSONField(default=dict, blank=True, help_text="model name -> live probability")
+    attack_guesses = models.JSONField(default=dict, blank=True)
+    crop_rects = models.JSONField(default=dict, blank=True)
+    score = models.FloatField(null=True)
+    disagreement = models.FloatField(null=True, help_text="max - min of the per-model scores")
+    decision = models.CharField(max_length=10, choices=DECISION_CHOICES, blank=True)
+    category = models.CharField(max_length=12, choices=CATEGORY_CHOICES)
+    reason = models.CharField(max_length=500, blank=True)
+    notes = models.JSONField(default=list, blank=True)
+    ensemble = models.ForeignKey(Ensemble, null=True, on_delete=models.SET_NULL)
+    threshold = models.FloatField(null=True)
+    model_versions = models.JSONField(default=dict, blank=True, help_text="model name -> name@version:sha")
+    # labels
+    label = models.CharField(max_length=10, choices=LABEL_CHOICES, blank=True)
+    attack_type = models.CharField(max_length=50, blank=True)
+    sidecar = models.JSONField(null=True, blank=True)
+    # files
+    sorted_path = models.CharField(max_length=1000, blank=True, help_text="relative to the sorted folder")
+    has_thumbnail = models.BooleanField(default=False)
+    run = models.ForeignKey(Run, null=True, on_delete=models.SET_NULL, related_name="images")
+    scored_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["day", "category", "score"]),
+            models.Index(fields=["day", "device", "category"]),
+            models.Index(fields=["day", "captured_at"]),
+        ]
+
+    def __str__(self):
+        return self.path
+
+    @property
+    def thumb_relpath(self) -> str:
+        return f"{self.sha256[:2]}/{self.sha256}.jpg"
+
+
+class InboxFile(models.Model):
+    """Every file seen in the inbox. Several files may hold the same bytes (one Image)."""
+
+    PENDING, DONE, DUPLICATE, FAILED = "pending", "done", "duplicate", "failed"
+    STATUS_CHOICES = [(s, s) for s in (PENDING, DONE, DUPLICATE, FAILED)]
+
+    path = models.CharField(max_length=1000, unique=True, help_text="relative to the inbox")
+    day = models.DateField()
+    device = models.ForeignKey(Device, on_delete=models.PROTECT)
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=PENDING)
+    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="files")
+    reason = models.CharField(max_length=500, blank=True)
+    run = models.ForeignKey(Run, null=True, on_delete=models.SET_NULL, related_name="files")
+    claimed_by = models.CharField(max_length=64, blank=True)
+    claimed_until = models.DateTimeField(null=True)
+    seen_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["day", "status"])]
+
+    def __str__(self):
+        return self.path

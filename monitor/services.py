@@ -1,0 +1,439 @@
+"""The daily job as service functions. Celery tasks and management commands are thin wrappers.
+
+    run = start_run(day)              # a Run row
+    ids = discover(run)               # new (and left-over pending) inbox files -> InboxFile ids
+    for batch in chunks(ids): score_batch(run.pk, batch)   # claim, score, store, link
+    finish_run(run.pk)                # counts, errors, repair missing files, status done
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from liveness.decode import UnreadableImage, decode_image
+from liveness.ensemble import Ensemble as LiveEnsemble
+from liveness.manifest import parse_model_text
+from liveness.pipeline import FileInput, ImageResult, Pipeline
+from liveness.quality import Gates
+from liveness.runtime import LivenessModel
+
+from .models import Device, Ensemble, Image, InboxFile, Run
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png"}
+
+
+class JobError(Exception):
+    """A problem that stops a run before it starts (no active ensemble, bad day, ...)."""
+
+
+# --- small helpers --------------------------------------------------------------------------
+
+
+def parse_day(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise JobError(f"not a day: {text!r} (expected YYYY-MM-DD)") from None
+
+
+def chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _atomic_write(dst: Path, write: Callable[[Path], None]) -> None:
+    """Write via a temporary name in the same folder, then rename: never a half-written file."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _link_or_copy(src: Path, tmp: Path) -> None:
+    try:
+        os.link(src, tmp, follow_symlinks=True)
+    except OSError:
+        shutil.copy2(src, tmp)
+
+
+def gates_from_settings() -> Gates:
+    return Gates(
+        min_face=settings.KOALA_MIN_FACE,
+        max_yaw=settings.KOALA_MAX_YAW,
+        max_pitch=settings.KOALA_MAX_PITCH,
+        max_blur=settings.KOALA_MAX_BLUR,
+    )
+
+
+# --- ensembles ----------------------------------------------------------------------------
+
+
+def active_ensemble() -> Ensemble:
+    ens = Ensemble.objects.filter(is_active=True).first()
+    if ens is None:
+        raise JobError("no active ensemble: register one with `manage.py register_models MANIFEST --activate`")
+    return ens
+
+
+_loaded: dict[tuple, LiveEnsemble] = {}
+
+
+def load_ensemble(ens: Ensemble) -> LiveEnsemble:
+    """The ensemble's ONNX models, loaded once per process (sessions are cached)."""
+    members = list(ens.members.order_by("name"))
+    key = (ens.pk, ens.threshold, ens.rule, tuple(m.sha256 for m in members))
+    if key not in _loaded:
+        models = [
+            LivenessModel(parse_model_text(m.manifest, settings.MODELS_DIR / m.file), threads=settings.KOALA_ORT_THREADS)
+            for m in members
+        ]
+        _loaded[key] = LiveEnsemble(name=ens.name, models=models, threshold=ens.threshold, rule=ens.rule)
+    return _loaded[key]
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def start_run(day: dt.date, *, trigger: str = "manual", rescore: bool = False, ensemble: Ensemble | None = None) -> Run:
+    ensemble = ensemble or active_ensemble()
+    return Run.objects.create(day=day, ensemble=ensemble, threshold=ensemble.threshold, trigger=trigger, rescore=rescore)
+
+
+def _day_files(day: dt.date) -> Iterator[tuple[str, Path, str | None]]:
+    """(device, path, skip reason) for every candidate file in INBOX/<day>/<device>/."""
+    inbox = settings.INBOX_DIR.resolve()
+    day_dir = inbox / day.isoformat()
+    if not day_dir.is_dir():
+        return
+    for device_dir in sorted(day_dir.iterdir()):
+        if not device_dir.is_dir():
+            log.info("skipped %s: not a device folder", device_dir)
+            continue
+        for path in sorted(device_dir.iterdir()):
+            suffix = path.suffix.lower()
+            if suffix == ".json":
+                if not any(path.with_suffix(ext).exists() for ext in (*IMAGE_EXTENSIONS, ".JPG", ".JPEG", ".PNG")):
+                    log.info("skipped %s: sidecar without an image", path)
+                continue
+            if suffix not in IMAGE_EXTENSIONS:
+                log.info("skipped %s: not an image file name (.jpg, .jpeg, .png)", path)
+                continue
+            reason = None
+            if path.is_symlink() and not path.resolve().is_relative_to(inbox):
+                reason = "symbolic link pointing outside the inbox"
+            elif not path.is_file():
+                reason = "not a regular file"
+            yield device_dir.name, path, reason
+
+
+def discover(run: Run) -> list[int]:
+    """Record new files of the run's day as pending InboxFiles; return the ids to process
+    (new files, files left pending by an earlier crash, and on --rescore all scored files)."""
+    t0 = time.monotonic()
+    inbox = settings.INBOX_DIR.resolve()
+    known = set(InboxFile.objects.filter(day=run.day).values_list("path", flat=True))
+    devices: dict[str, Device] = {}
+    new = []
+    for device_name, path, skip in _day_files(run.day):
+        rel = path.relative_to(inbox).as_posix() if path.is_relative_to(inbox) else str(path)
+        if rel in known:
+            continue
+        if device_name not in devices:
+            devices[device_name], _ = Device.objects.get_or_create(name=device_name)
+        status, reason = (InboxFile.FAILED, skip) if skip else (InboxFile.PENDING, "")
+        new.append(InboxFile(path=rel, day=run.day, device=devices[device_name], status=status, reason=reason, run=run))
+    InboxFile.objects.bulk_create(new, ignore_conflicts=True, batch_size=1000)
+    if run.rescore:
+        InboxFile.objects.filter(day=run.day, status=InboxFile.DONE).update(status=InboxFile.PENDING)
+    todo = InboxFile.objects.filter(day=run.day, status=InboxFile.PENDING)
+    todo.update(run=run)
+    ids = list(todo.order_by("id").values_list("id", flat=True))
+    Run.objects.filter(pk=run.pk).update(
+        total=len(ids), status=Run.RUNNING, started_at=timezone.now(), timings={"discover_s": round(time.monotonic() - t0, 3)}
+    )
+    return ids
+
+
+def _claim(file_ids: list[int]) -> list[InboxFile]:
+    """Claim pending files for this worker; a claim expires so a dead worker's files come back."""
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    InboxFile.objects.filter(id__in=file_ids, status=InboxFile.PENDING).filter(
+        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    ).update(claimed_by=token, claimed_until=now + dt.timedelta(seconds=settings.KOALA_CLAIM_SECONDS))
+    return list(InboxFile.objects.filter(claimed_by=token, status=InboxFile.PENDING).select_related("device").order_by("id"))
+
+
+def _read(f: InboxFile) -> tuple[bytes, bytes | None]:
+    path = settings.INBOX_DIR / f.path
+    data = path.read_bytes()
+    sidecar = path.with_suffix(".json")
+    return data, (sidecar.read_bytes() if sidecar.is_file() else None)
+
+
+def _image_fields(r: ImageResult, f: InboxFile, run: Run, ens: LiveEnsemble, versions: dict) -> dict:
+    q, box, sc = r.quality, r.box, r.sidecar
+    scores = list(r.scores.values())
+    return {
+        "path": f.path,
+        "day": f.day,
+        "device": f.device,
+        "captured_at": r.captured_at,
+        "file_size": r.size,
+        "format": r.format,
+        "width": r.width,
+        "height": r.height,
+        "box_x": box.x if box else None,
+        "box_y": box.y if box else None,
+        "box_w": box.w if box else None,
+        "box_h": box.h if box else None,
+        "box_source": r.box_source,
+        "detection_score": r.detection_score,
+        "face_size": q.face_size if q else None,
+        "yaw": q.yaw if q else None,
+        "pitch": q.pitch if q else None,
+        "roll": q.roll if q else None,
+        "blur": q.blur if q else None,
+        "pose_source": q.pose_source if q else "",
+        "blur_source": q.blur_source if q else "",
+        "failed_gates": q.failed_gates if q else [],
+        "scores": r.scores,
+        "attack_guesses": r.attack_guesses,
+        "crop_rects": r.crop_rects,
+        "score": r.score,
+        "disagreement": (max(scores) - min(scores)) if scores else None,
+        "decision": r.decision or "",
+        "category": r.category,
+        "reason": r.reason[:500],
+        "notes": r.notes,
+        "ensemble_id": run.ensemble_id,
+        "threshold": ens.threshold if r.score is not None else None,
+        "model_versions": versions if r.score is not None else {},
+        "label": (sc.label or "") if sc else "",
+        "attack_type": (sc.attack_type or "") if sc and sc.label == "attack" else "",
+        "sidecar": sc.raw if sc else None,
+        "run": run,
+    }
+
+
+def score_batch(run_id: int, file_ids: list[int]) -> dict:
+    """Score one batch of inbox files of a run. Safe to run twice and concurrently: files are
+    claimed first, and an image (sha256) is stored once."""
+    t0 = time.monotonic()
+    run = Run.objects.select_related("ensemble").get(pk=run_id)
+    ens = load_ensemble(run.ensemble)
+    versions = {m.name: m.label for m in run.ensemble.members.all()}
+    files = _claim(file_ids)
+
+    failed: dict[int, str] = {}
+    payload: dict[int, tuple[bytes, bytes | None]] = {}
+    for f in files:
+        try:
+            payload[f.pk] = _read(f)
+        except OSError as exc:
+            failed[f.pk] = f"cannot read the file: {exc.strerror or exc}"
+
+    shas = {pk: hashlib.sha256(data).hexdigest() for pk, (data, _) in payload.items()}
+    existing = {im.sha256: im for im in Image.objects.filter(sha256__in=set(shas.values()))}
+    to_score: list[InboxFile] = []
+    duplicate_of: dict[int, str] = {}
+    first_in_batch: set[str] = set()
+    for f in files:
+        sha = shas.get(f.pk)
+        if sha is None:
+            continue
+        own = existing.get(sha)
+        if (own is not None and own.path != f.path) or sha in first_in_batch:
+            duplicate_of[f.pk] = sha
+        else:
+            to_score.append(f)
+            first_in_batch.add(sha)
+
+    results = Pipeline(ens, gates_from_settings()).analyse([FileInput(*payload[f.pk]) for f in to_score])
+    t_score = time.monotonic()
+
+    stored: list[tuple[Image, ImageResult]] = []
+    with transaction.atomic():
+        for f, r in zip(to_score, results, strict=True):
+            fields = _image_fields(r, f, run, ens, versions)
+            im = existing.get(r.sha256)
+            if im is not None:  # a re-score of this very file
+                for k, v in fields.items():
+                    setattr(im, k, v)
+                im.save()
+            else:
+                try:
+                    with transaction.atomic():
+                        im = Image.objects.create(sha256=r.sha256, **fields)
+                except IntegrityError:  # another worker stored the same bytes meanwhile
+                    duplicate_of[f.pk] = r.sha256
+                    continue
+            stored.append((im, r))
+            InboxFile.objects.filter(pk=f.pk).update(status=InboxFile.DONE, image=im, reason="", claimed_until=None)
+        for pk, sha in duplicate_of.items():
+            InboxFile.objects.filter(pk=pk).update(
+                status=InboxFile.DUPLICATE, image=Image.objects.get(sha256=sha), claimed_until=None
+            )
+        for pk, reason in failed.items():
+            InboxFile.objects.filter(pk=pk).update(status=InboxFile.FAILED, reason=reason[:500], claimed_until=None)
+        Run.objects.filter(pk=run_id).update(
+            processed=F("processed") + len(files),
+            new_images=F("new_images") + len(stored),
+            duplicates=F("duplicates") + len(duplicate_of),
+            failed_files=F("failed_files") + len(failed),
+        )
+
+    for im, r in stored:
+        write_files(im, r.thumbnail)
+    return {
+        "files": len(files),
+        "stored": len(stored),
+        "duplicates": len(duplicate_of),
+        "failed": len(failed),
+        "score_s": round(t_score - t0, 3),
+        "total_s": round(time.monotonic() - t0, 3),
+    }
+
+
+def finish_run(run_id: int, batch_results: list[dict] | None = None) -> Run:
+    """Close a run: repair missing thumbnails/links, count the day per category, list errors."""
+    run = Run.objects.get(pk=run_id)
+    for im in Image.objects.filter(day=run.day).filter(Q(has_thumbnail=False, category__in=["live", "attack", "low_quality", "no_face"]) | Q(sorted_path="")):
+        write_files(im)
+    counts = dict(Image.objects.filter(day=run.day).values_list("category").annotate(n=Count("id")).order_by())
+    errors = [{"path": p, "reason": r} for p, r in InboxFile.objects.filter(run=run, status=InboxFile.FAILED).values_list("path", "reason")]
+    errors += [{"path": p, "reason": r} for p, r in Image.objects.filter(run=run, category="unreadable").values_list("path", "reason")]
+    timings = dict(run.timings)
+    if run.started_at:
+        timings["total_s"] = round((timezone.now() - run.started_at).total_seconds(), 3)
+    if batch_results:
+        timings["batches"] = len(batch_results)
+        timings["score_s"] = round(sum(b.get("score_s", 0) for b in batch_results), 3)
+    for device_id in InboxFile.objects.filter(day=run.day).values_list("device_id", flat=True).distinct():
+        Device.objects.filter(Q(first_day__isnull=True) | Q(first_day__gt=run.day), pk=device_id).update(first_day=run.day)
+        Device.objects.filter(Q(last_day__isnull=True) | Q(last_day__lt=run.day), pk=device_id).update(last_day=run.day)
+    Run.objects.filter(pk=run_id).update(
+        status=Run.DONE, counts=counts, errors=errors[:1000], timings=timings, finished_at=timezone.now()
+    )
+    run.refresh_from_db()
+    log.info("run %s of %s done: %s", run.pk, run.day, counts)
+    return run
+
+
+def fail_run(run_id: int, reason: str) -> None:
+    Run.objects.filter(pk=run_id).exclude(status=Run.DONE).update(
+        status=Run.FAILED, finished_at=timezone.now(), errors=[{"path": "", "reason": reason[:500]}]
+    )
+
+
+def run_day(day: dt.date, *, trigger: str = "command", rescore: bool = False, batch_size: int | None = None,
+            progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None) -> Run:
+    """The whole day in this process, batch after batch (what the Celery chord does in parallel)."""
+    run = start_run(day, trigger=trigger, rescore=rescore)
+    ids = discover(run)
+    if total:
+        total(len(ids))
+    results = []
+    try:
+        for batch in chunks(ids, batch_size or settings.KOALA_BATCH_SIZE):
+            results.append(score_batch(run.pk, batch))
+            if progress:
+                progress(len(batch))
+    except Exception as exc:
+        fail_run(run.pk, f"{exc.__class__.__name__}: {exc}")
+        raise
+    return finish_run(run.pk, results)
+
+
+# --- folders ---------------------------------------------------------------------------------
+
+
+def sorted_relpath(im: Image) -> str:
+    device, name = Path(im.path).parts[-2:]
+    return f"{im.day.isoformat()}/{im.category}/{device}__{name}"
+
+
+def write_files(im: Image, decoded=None) -> None:
+    """Link the image into SORTED/<day>/<category>/ and write its thumbnail (both atomic).
+    `decoded`: an already reduced PIL image to make the thumbnail from (else the file is read)."""
+    src = settings.INBOX_DIR / im.path
+    rel = sorted_relpath(im)
+    updates = {}
+    if im.sorted_path and im.sorted_path != rel:
+        (settings.SORTED_DIR / im.sorted_path).unlink(missing_ok=True)
+    if src.exists():
+        _atomic_write(settings.SORTED_DIR / rel, lambda tmp: _link_or_copy(src, tmp))
+        updates["sorted_path"] = rel
+    if im.category != "unreadable" and not (im.has_thumbnail and decoded is None):
+        thumb = decoded
+        if thumb is None and src.exists():
+            try:
+                thumb = decode_image(src.read_bytes()).image
+                thumb.thumbnail((256, 256))
+            except (OSError, UnreadableImage):
+                thumb = None
+        if thumb is not None:
+            _atomic_write(settings.THUMBS_DIR / im.thumb_relpath, lambda tmp: thumb.save(tmp, "JPEG", quality=85))
+            updates["has_thumbnail"] = True
+    if updates:
+        Image.objects.filter(pk=im.pk).update(**updates)
+        for k, v in updates.items():
+            setattr(im, k, v)
+
+
+def rebuild_folders(day: dt.date | None = None, progress: Callable[[int], None] | None = None) -> int:
+    """Recreate SORTED/<day>/ (all days if None) and missing thumbnails from the database."""
+    images = Image.objects.all() if day is None else Image.objects.filter(day=day)
+    days = images.values_list("day", flat=True).distinct()
+    for d in days:
+        shutil.rmtree(settings.SORTED_DIR / d.isoformat(), ignore_errors=True)
+    images.update(sorted_path="")
+    n = 0
+    for im in images.iterator(chunk_size=500):
+        if im.has_thumbnail and not (settings.THUMBS_DIR / im.thumb_relpath).exists():
+            im.has_thumbnail = False
+        write_files(im)
+        n += 1
+        if progress:
+            progress(1)
+    return n
+
+
+def has_work(day: dt.date) -> bool:
+    """True if the day has files not yet recorded, or recorded files still pending."""
+    inbox = settings.INBOX_DIR.resolve()
+    known = set(InboxFile.objects.filter(day=day).values_list("path", flat=True))
+    if InboxFile.objects.filter(day=day, status=InboxFile.PENDING).exists():
+        return True
+    return any(path.relative_to(inbox).as_posix() not in known for _, path, _ in _day_files(day))
+
+
+def inbox_days() -> list[dt.date]:
+    """Every folder of the inbox named like a day."""
+    if not settings.INBOX_DIR.is_dir():
+        return []
+    days = []
+    for p in settings.INBOX_DIR.iterdir():
+        try:
+            days.append(dt.date.fromisoformat(p.name))
+        except ValueError:
+            log.info("skipped %s: not a day folder (YYYY-MM-DD)", p)
+    return sorted(days)

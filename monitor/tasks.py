@@ -1,0 +1,66 @@
+"""Celery tasks: thin wrappers that take dates and ids and call monitor.services."""
+
+import datetime as dt
+import logging
+
+from celery import chord, shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.utils import timezone
+
+from . import services
+
+log = logging.getLogger(__name__)
+
+# Only these are worth retrying: the database or shared storage being briefly unavailable.
+TRANSIENT = (OperationalError, InterfaceError, TimeoutError, ConnectionError)
+
+
+@shared_task
+def score_day(day: str, trigger: str = "manual", rescore: bool = False, run_id: int | None = None) -> int:
+    """Discover the day's new files, score them in parallel batches, finish in a chord callback."""
+    if run_id is None:
+        run = services.start_run(services.parse_day(day), trigger=trigger, rescore=rescore)
+    else:
+        run = services.Run.objects.get(pk=run_id)
+    ids = services.discover(run)
+    batches = [score_batch.si(run.pk, b) for b in services.chunks(ids, settings.KOALA_BATCH_SIZE)]
+    if not batches:
+        finish_run.delay(None, run.pk)
+        return run.pk
+    chord(batches)(finish_run.s(run.pk).on_error(run_failed.si(run.pk)))
+    return run.pk
+
+
+@shared_task(bind=True, autoretry_for=TRANSIENT, retry_backoff=2, retry_backoff_max=120, max_retries=6, acks_late=True)
+def score_batch(self, run_id: int, file_ids: list[int]) -> dict:
+    return services.score_batch(run_id, file_ids)
+
+
+@shared_task(autoretry_for=TRANSIENT, retry_backoff=2, max_retries=6)
+def finish_run(batch_results: list[dict] | None, run_id: int) -> int:
+    services.finish_run(run_id, batch_results)
+    return run_id
+
+
+@shared_task
+def run_failed(run_id: int) -> None:
+    services.fail_run(run_id, "a batch failed; see the worker log, then re-run the day")
+
+
+@shared_task
+def score_yesterday() -> int:
+    yesterday = timezone.localdate() - dt.timedelta(days=1)
+    return score_day(yesterday.isoformat(), trigger="nightly")
+
+
+@shared_task
+def rescan_recent() -> list[int]:
+    """Late files: re-scan the last KOALA_RESCAN_DAYS days; a day with nothing new costs a listing."""
+    today = timezone.localdate()
+    run_ids = []
+    for back in range(1, settings.KOALA_RESCAN_DAYS + 1):
+        day = today - dt.timedelta(days=back)
+        if services.has_work(day):
+            run_ids.append(score_day(day.isoformat(), trigger="rescan"))
+    return run_ids

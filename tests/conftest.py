@@ -1,0 +1,88 @@
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+
+from liveness import demo
+from monitor.celery import app as celery_app
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_MANIFEST = ROOT / "liveness" / "demo_models" / "demo.toml"
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def data_root(tmp_path, settings):
+    """Every test gets its own data root: inbox, sorted, thumbs and models under tmp_path."""
+    root = tmp_path / "data"
+    settings.DATA_DIR = root
+    settings.INBOX_DIR = root / "inbox"
+    settings.SORTED_DIR = root / "sorted"
+    settings.THUMBS_DIR = root / "thumbs"
+    settings.MODELS_DIR = root / "models"
+    settings.INBOX_DIR.mkdir(parents=True)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def eager_celery():
+    """Tests run jobs in-process unless they start a real worker (tests/test_celery_worker.py)."""
+    old = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = old
+
+
+@pytest.fixture
+def demo_ensemble(db):
+    from monitor.registry import register_manifest
+
+    return register_manifest(DEMO_MANIFEST, activate=True)
+
+
+def jpeg_bytes(sample: demo.Sample, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    sample.image.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def sidecar_for(sample: demo.Sample, *, labelled: bool = True) -> dict:
+    b = sample.box
+    out = {"face": {"x": round(b.x), "y": round(b.y), "w": round(b.w), "h": round(b.h)}, "pose": sample.pose}
+    if labelled:
+        out["label"] = sample.label
+        if sample.attack_type:
+            out["attack_type"] = sample.attack_type
+    return out
+
+
+def put(inbox: Path, day: str, device: str, name: str, data: bytes, sidecar: dict | str | None = None) -> Path:
+    """Drop a file (and its sidecar) into INBOX/<day>/<device>/."""
+    folder = inbox / day / device
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(data)
+    if sidecar is not None:
+        text = sidecar if isinstance(sidecar, str) else json.dumps(sidecar)
+        path.with_suffix(".json").write_text(text)
+    return path
+
+
+def need_services() -> tuple[str, str] | None:
+    """(database url, broker url) when PostgreSQL and Redis are configured, else skip (or fail in CI)."""
+    db, broker = os.environ.get("DATABASE_URL", ""), os.environ.get("CELERY_BROKER_URL", "")
+    if db.startswith("postgres") and broker.startswith("redis"):
+        return db, broker
+    reason = "needs PostgreSQL and Redis: set DATABASE_URL=postgres://... and CELERY_BROKER_URL=redis://..."
+    if os.environ.get("KOALA_REQUIRE_SERVICES") == "1":
+        pytest.fail(reason + " (KOALA_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+def solid_png(color=(128, 128, 128), size=(64, 64)) -> bytes:
+    buf = io.BytesIO()
+    PILImage.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
