@@ -24,6 +24,8 @@ def data_root(tmp_path, settings):
     settings.THUMBS_DIR = root / "thumbs"
     settings.MODELS_DIR = root / "models"
     settings.INBOX_DIR.mkdir(parents=True)
+    # no collectstatic in tests: plain static storage instead of whitenoise's manifest
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
     return root
 
 

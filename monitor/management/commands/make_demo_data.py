@@ -1,17 +1,16 @@
+import argparse
 import datetime as dt
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from liveness import demo
 
-from ._progress import progress_bar
+from ._progress import ProgressCommand
 
 
 def positive_int(text: str) -> int:
-    import argparse
-
     try:
         value = int(text)
     except ValueError:
@@ -21,7 +20,7 @@ def positive_int(text: str) -> int:
     return value
 
 
-class Command(BaseCommand):
+class Command(ProgressCommand):
     help = (
         "Generate a demo inbox: procedural face captures from several devices, print and replay "
         "attacks, sidecars, a labelled share, broken files, duplicates and late arrivals."
@@ -43,7 +42,7 @@ class Command(BaseCommand):
         except ValueError:
             raise CommandError(f"--end-day: not a day: {end_day!r} (expected YYYY-MM-DD)") from None
         out.mkdir(parents=True, exist_ok=True)
-        with progress_bar(self, total=days * per_day, desc="demo data", unit="image") as bar:
+        with self.progress_bar(total=days * per_day, desc="demo data", unit="image") as bar:
 
             def progress(done, total):
                 bar.total = total

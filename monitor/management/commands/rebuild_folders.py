@@ -1,12 +1,12 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from monitor import services
 from monitor.models import Image
 
-from ._progress import progress_bar
+from ._progress import ProgressCommand
 
 
-class Command(BaseCommand):
+class Command(ProgressCommand):
     help = "Rebuild SORTED/<day>/<category>/ links and missing thumbnails from the database."
 
     def add_arguments(self, parser):
@@ -18,6 +18,6 @@ class Command(BaseCommand):
         except services.JobError as exc:
             raise CommandError(str(exc)) from None
         qs = Image.objects.all() if day is None else Image.objects.filter(day=day)
-        with progress_bar(self, total=qs.count(), desc="rebuild", unit="image") as bar:
+        with self.progress_bar(total=qs.count(), desc="rebuild", unit="image") as bar:
             n = services.rebuild_folders(day, progress=bar.update)
         self.stdout.write(f"rebuilt links for {n} images" + (f" of {day}" if day else ""))

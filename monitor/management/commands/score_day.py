@@ -1,14 +1,14 @@
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from monitor import services
 
-from ._progress import progress_bar
+from ._progress import ProgressCommand
 
 
-class Command(BaseCommand):
+class Command(ProgressCommand):
     help = (
         "Score inbox days in this process, with the same service functions as the Celery job: "
         "discover new files, score them in batches, link them into sorted folders, finish the run."
@@ -38,7 +38,7 @@ class Command(BaseCommand):
         except services.JobError as exc:
             raise CommandError(str(exc)) from None
         for day in sorted(set(chosen)):
-            bar = progress_bar(self, desc=str(day))
+            bar = self.progress_bar(desc=str(day))
             try:
                 run = services.run_day(
                     day, rescore=rescore, batch_size=batch_size, progress=bar.update,
