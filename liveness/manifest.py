@@ -106,9 +106,17 @@ def _get(table: dict, section: str, key: str, kind, default=None, choices=None):
     return value
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
 def _triple(table: dict, section: str, key: str, default) -> tuple[float, float, float]:
     value = table.get(key, default)
-    if not (isinstance(value, list | tuple) and len(value) == 3 and all(isinstance(v, int | float) for v in value)):
+    if not (isinstance(value, list | tuple) and len(value) == 3 and all(_is_number(v) for v in value)):
         raise ManifestError(f"{section}.{key}: expected 3 numbers, got {value!r}")
     return tuple(float(v) for v in value)
 
@@ -127,14 +135,14 @@ def _section(doc: dict, name: str, required: bool = True) -> dict:
 def parse_model(doc: dict, base: Path, text: str = "") -> ModelManifest:
     m, i, c, o = (_section(doc, s, s in ("model", "input")) for s in ("model", "input", "crop", "output"))
     size = i.get("size")
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) and v > 0 for v in size)):
         raise ManifestError(f"input.size: expected [height, width] positive integers, got {size!r}")
     std = _triple(i, "input", "std", [1, 1, 1])
     if any(s == 0 for s in std):
         raise ManifestError("input.std: must not contain 0")
     live = o.get("live_index", 1)
     live = [live] if isinstance(live, int) and not isinstance(live, bool) else live
-    if not (isinstance(live, list) and live and all(isinstance(v, int) and v >= 0 for v in live)):
+    if not (isinstance(live, list) and live and all(_is_int(v) and v >= 0 for v in live)):
         raise ManifestError(f"output.live_index: expected a non-negative int or a list of them, got {live!r}")
     classes = o.get("classes", [])
     if not (isinstance(classes, list) and all(isinstance(v, str) for v in classes)):
@@ -194,6 +202,8 @@ def load_manifest(path: str | Path) -> ModelManifest | EnsembleManifest:
                 loaded = load_manifest(path.parent / member)
                 if not isinstance(loaded, ModelManifest):
                     raise ManifestError(f"ensemble.models: {member} is not a model manifest")
+                if any(m.name == loaded.name for m in models):  # scores are keyed by model name
+                    raise ManifestError(f"ensemble.models: two members are named {loaded.name!r}")
                 models.append(loaded)
             threshold = _get(e, "ensemble", "threshold", float, 0.5)
             if not 0 <= threshold <= 1:

@@ -32,7 +32,11 @@ def wilson(k: int, n: int, z: float = 1.959963984540054) -> Rate:
     d = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / d
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return Rate(k, n, max(0.0, centre - half), min(1.0, centre + half))
+    # exact ends at k = 0 and k = n (float rounding would otherwise leave 0.9999999999999999,
+    # an interval that excludes the observed rate of 1)
+    low = 0.0 if k == 0 else max(0.0, centre - half)
+    high = 1.0 if k == n else min(1.0, centre + half)
+    return Rate(k, n, low, high)
 
 
 @dataclass(frozen=True)

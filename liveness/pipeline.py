@@ -120,7 +120,10 @@ class Pipeline:
                 r.box_source = "detector"
         if r.box is None:
             r.category = "no_face"
-            r.reason = "no face box in the sidecar" + (" and no face detected" if self.detector else " and no face detector configured")
+            had_box = r.sidecar is not None and r.sidecar.face is not None
+            r.reason = ("the sidecar's face box lies outside the image" if had_box else "no face box in the sidecar") + (
+                ", and no face detected by the face detector" if self.detector else ", and no face detector is configured"
+            )
             return r, None
 
         sc = r.sidecar

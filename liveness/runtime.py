@@ -85,9 +85,13 @@ class LivenessModel:
     def probabilities(self, crops: np.ndarray) -> np.ndarray:
         """Class probabilities (n, k) for uint8 RGB crops (n, h, w, 3)."""
         x = self.to_tensor(crops)
+        if len(x) == 0:  # nothing to run (reshape(0, -1) below would fail)
+            return np.zeros((0, max(self.manifest.live_index) + 1), np.float64)
         if self.fixed_batch and self.fixed_batch != len(x):
-            parts = [self._run(x[i : i + 1]) for i in range(len(x))]
-            out = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+            # a model exported with a fixed batch size b: run chunks of b, the last zero-padded
+            b = self.fixed_batch
+            padded = np.concatenate([x, np.zeros((-len(x) % b, *x.shape[1:]), x.dtype)])
+            out = np.concatenate([self._run(padded[i : i + b]) for i in range(0, len(padded), b)])[: len(x)]
         else:
             out = self._run(x)
         out = out.reshape(len(x), -1).astype(np.float64)

@@ -1,0 +1,224 @@
+"""Model and ensemble manifests: valid ones load; every problem is a ManifestError naming its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from liveness.manifest import (
+    CropRecipe,
+    EnsembleManifest,
+    ManifestError,
+    ModelManifest,
+    load_manifest,
+    parse_model_text,
+)
+
+from .onnx_models import manifest_text
+
+FULL_MODEL = """
+[model]
+name = "fas_a"
+version = "2.1"
+file = "weights/fas_a.onnx"
+
+[input]
+name = "data"
+size = [80, 96]
+layout = "NHWC"
+color = "BGR"
+scale = "raw"
+mean = [104.0, 117.0, 123]
+std = [58.0, 57.0, 57.5]
+
+[crop]
+side = "axes"
+scale = 2.7
+border = "shift"
+resize = "letterbox"
+small_face_ref = 130
+small_face_max_scale = 4.0
+
+[output]
+name = "prob"
+type = "logits"
+activation = "sigmoid"
+live_index = [0, 2]
+classes = ["live", "print", "live_too", "replay"]
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def minimal(**override) -> dict:
+    sections = {
+        "model": {"name": "m", "file": "m.onnx"},
+        "input": {"size": [80, 80]},
+    }
+    for key, value in override.items():
+        section, _, field = key.partition("__")
+        if value is None:
+            sections[section].pop(field, None)
+        else:
+            sections.setdefault(section, {})[field] = value
+    return sections
+
+
+def test_it_loads_every_field_of_a_model_manifest(tmp_path):
+    path = write(tmp_path, "fas_a.toml", FULL_MODEL)
+    m = load_manifest(path)
+    assert isinstance(m, ModelManifest)
+    assert m.name == "fas_a" and m.version == "2.1"
+    assert m.file == (tmp_path / "weights" / "fas_a.onnx").resolve()  # relative to the manifest
+    assert (m.input_name, m.size, m.layout, m.color, m.scale) == ("data", (80, 96), "NHWC", "BGR", "raw")
+    assert m.mean == (104.0, 117.0, 123.0) and m.std == (58.0, 57.0, 57.5)
+    assert m.crop == CropRecipe("axes", 2.7, "shift", "letterbox", 130.0, 4.0)
+    assert (m.output_name, m.output_type, m.activation) == ("prob", "logits", "sigmoid")
+    assert m.live_index == (0, 2)
+    assert m.attack_classes == {1: "print", 3: "replay"}
+    assert m.text == FULL_MODEL  # the source is kept for registration
+
+
+def test_it_fills_documented_defaults_for_a_minimal_model_manifest(tmp_path):
+    m = load_manifest(write(tmp_path, "m.toml", manifest_text(minimal())))
+    assert (m.layout, m.color, m.scale, m.mean, m.std) == ("NCHW", "RGB", "unit", (0.0,) * 3, (1.0,) * 3)
+    assert m.crop == CropRecipe()
+    assert (m.output_type, m.activation, m.live_index, m.classes) == ("logits", "softmax", (1,), ())
+    assert m.attack_classes == {}
+
+
+def test_it_loads_an_ensemble_with_its_member_models(tmp_path):
+    write(tmp_path, "fas_a.toml", FULL_MODEL)
+    (tmp_path / "b").mkdir()
+    write(tmp_path / "b", "fas_b.toml", manifest_text(minimal(model__name="fas_b")))
+    ens = write(
+        tmp_path,
+        "prod.toml",
+        '[ensemble]\nname = "prod"\nthreshold = 0.72\nrule = "mean"\nmodels = ["fas_a.toml", "b/fas_b.toml"]\n',
+    )
+    e = load_manifest(ens)
+    assert isinstance(e, EnsembleManifest)
+    assert (e.name, e.threshold, e.rule) == ("prod", 0.72, "mean")
+    assert [m.name for m in e.models] == ["fas_a", "fas_b"]
+    assert e.models[1].file == (tmp_path / "b" / "m.onnx").resolve()
+
+
+def test_it_accepts_an_integer_threshold(tmp_path):
+    write(tmp_path, "a.toml", manifest_text(minimal()))
+    e = load_manifest(write(tmp_path, "e.toml", '[ensemble]\nname = "e"\nthreshold = 1\nmodels = ["a.toml"]\n'))
+    assert e.threshold == 1.0 and e.rule == "mean"
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ({"input__layout": "NCWH"}, "input.layout"),
+        ({"input__color": "RGBA"}, "input.color"),
+        ({"input__scale": "percent"}, "input.scale"),
+        ({"input__size": [80]}, "input.size"),
+        ({"input__size": [80, 0]}, "input.size"),
+        ({"input__size": None}, "input.size"),
+        ({"input__size": "80x80"}, "input.size"),
+        ({"input__mean": [0.5, 0.5]}, "input.mean"),
+        ({"input__std": [1, 0, 1]}, "input.std"),
+        ({"input__layout": 4}, "input.layout"),
+        ({"model__name": None}, "model.name"),
+        ({"model__name": "bad name!"}, "model.name"),
+        ({"model__file": None}, "model.file"),
+        ({"crop__side": "min"}, "crop.side"),
+        ({"crop__scale": 0}, "crop.scale"),
+        ({"crop__scale": "big"}, "crop.scale"),
+        ({"crop__border": "wrap"}, "crop.border"),
+        ({"crop__resize": "crop"}, "crop.resize"),
+        ({"output__type": "scores"}, "output.type"),
+        ({"output__activation": "relu"}, "output.activation"),
+        ({"output__live_index": -1}, "output.live_index"),
+        ({"output__live_index": "live"}, "output.live_index"),
+        ({"output__live_index": []}, "output.live_index"),
+        ({"output__classes": "live,attack"}, "output.classes"),
+    ],
+)
+def test_it_names_the_bad_key_of_a_model_manifest(tmp_path, override, key):
+    path = write(tmp_path, "m.toml", manifest_text(minimal(**override)))
+    with pytest.raises(ManifestError) as exc:
+        load_manifest(path)
+    assert key in str(exc.value)
+    assert str(path) in str(exc.value)  # and the file
+
+
+@pytest.mark.parametrize("section", ["model", "input"])
+def test_it_names_a_missing_required_section(tmp_path, section):
+    sections = minimal()
+    del sections[section]
+    with pytest.raises(ManifestError, match=rf"\[{section}\].*missing"):
+        load_manifest(write(tmp_path, "m.toml", manifest_text(sections)))
+
+
+@pytest.mark.parametrize("threshold", [1.5, -0.01])
+def test_it_refuses_an_ensemble_threshold_outside_0_to_1(tmp_path, threshold):
+    write(tmp_path, "a.toml", manifest_text(minimal()))
+    path = write(tmp_path, "e.toml", f'[ensemble]\nname = "e"\nthreshold = {threshold}\nmodels = ["a.toml"]\n')
+    with pytest.raises(ManifestError, match="ensemble.threshold"):
+        load_manifest(path)
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ('name = "e"\nthreshold = 0.5\nmodels = []', "ensemble.models"),
+        ('name = "e"\nthreshold = 0.5', "ensemble.models"),
+        ('name = "e"\nthreshold = "high"\nmodels = ["a.toml"]', "ensemble.threshold"),
+        ('threshold = 0.5\nmodels = ["a.toml"]', "ensemble.name"),
+        ('name = "e"\nrule = "median"\nmodels = ["a.toml"]', "ensemble.rule"),
+    ],
+)
+def test_it_names_the_bad_key_of_an_ensemble_manifest(tmp_path, body, key):
+    write(tmp_path, "a.toml", manifest_text(minimal()))
+    with pytest.raises(ManifestError, match=key.replace(".", r"\.")):
+        load_manifest(write(tmp_path, "e.toml", f"[ensemble]\n{body}\n"))
+
+
+def test_it_names_the_member_file_and_key_of_a_broken_member(tmp_path):
+    write(tmp_path, "a.toml", manifest_text(minimal(input__layout="CHW")))
+    with pytest.raises(ManifestError) as exc:
+        load_manifest(write(tmp_path, "e.toml", '[ensemble]\nname = "e"\nmodels = ["a.toml"]\n'))
+    assert "a.toml" in str(exc.value) and "input.layout" in str(exc.value)
+
+
+def test_it_refuses_an_ensemble_that_lists_an_ensemble(tmp_path):
+    write(tmp_path, "a.toml", manifest_text(minimal()))
+    write(tmp_path, "inner.toml", '[ensemble]\nname = "i"\nmodels = ["a.toml"]\n')
+    with pytest.raises(ManifestError, match="not a model manifest"):
+        load_manifest(write(tmp_path, "e.toml", '[ensemble]\nname = "e"\nmodels = ["inner.toml"]\n'))
+
+
+def test_it_reports_a_missing_member_file(tmp_path):
+    with pytest.raises(ManifestError, match="cannot read"):
+        load_manifest(write(tmp_path, "e.toml", '[ensemble]\nname = "e"\nmodels = ["gone.toml"]\n'))
+
+
+def test_it_reports_invalid_toml(tmp_path):
+    with pytest.raises(ManifestError, match="not valid TOML"):
+        load_manifest(write(tmp_path, "m.toml", "[model\nname = "))
+
+
+def test_it_rebuilds_a_stored_manifest_with_its_model_at_a_new_place(tmp_path):
+    original = load_manifest(write(tmp_path, "fas_a.toml", FULL_MODEL))
+    moved = tmp_path / "store" / "abc123.onnx"
+    rebuilt = parse_model_text(original.text, moved)
+    assert rebuilt.file == moved
+    assert rebuilt == ModelManifest(**{**original.__dict__, "file": moved})
+
+
+def test_it_refuses_an_ensemble_with_two_models_of_the_same_name(tmp_path):
+    # scores are stored per model name: a second "m" would silently replace the first one's scores
+    write(tmp_path, "a.toml", manifest_text(minimal(model__file="a.onnx")))
+    write(tmp_path, "b.toml", manifest_text(minimal(model__file="b.onnx")))
+    path = write(tmp_path, "e.toml", '[ensemble]\nname = "e"\nmodels = ["a.toml", "b.toml"]\n')
+    with pytest.raises(ManifestError, match=r"ensemble\.models.*'m'"):
+        load_manifest(path)

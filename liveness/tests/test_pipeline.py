@@ -1,0 +1,231 @@
+"""Pipeline.analyse: a batch of inbox files in, one categorised, scored result per file out.
+
+Two channel-mean models make the scores predictable: model "red" says live = mean red / 255
+of its crop, model "green" says live = mean green / 255; the ensemble score is their mean.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from liveness.boxes import Box
+from liveness.ensemble import CATEGORIES, Ensemble, categorise, decide
+from liveness.manifest import load_manifest
+from liveness.pipeline import FileInput, Pipeline
+from liveness.quality import Gates
+from liveness.runtime import LivenessModel
+
+from .onnx_models import write_model
+
+GOOD_BOX = {"x": 70, "y": 60, "w": 160, "h": 170}
+
+
+def make_ensemble(tmp_path, threshold=0.5) -> Ensemble:
+    write_model(tmp_path, "red", crop={"scale": 1.2}, output={"live_index": 0})
+    write_model(tmp_path, "green", crop={"scale": 2.7, "border": "shift"}, output={"live_index": 1})
+    ens = tmp_path / "ensemble.toml"
+    ens.write_text(f'[ensemble]\nname = "t"\nthreshold = {threshold}\nmodels = ["red.toml", "green.toml"]\n')
+    manifest = load_manifest(ens)
+    return Ensemble(manifest.name, [LivenessModel(m) for m in manifest.models], manifest.threshold)
+
+
+@pytest.fixture
+def pipeline(tmp_path):
+    return Pipeline(make_ensemble(tmp_path))
+
+
+def image(encode, colour, size=(300, 300), fmt="JPEG") -> bytes:
+    return encode(Image.new("RGB", size, colour), fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+
+
+def sidecar(**fields) -> bytes:
+    return json.dumps({"blur": 0.1, **fields}).encode()
+
+
+def test_it_sorts_a_mixed_batch_into_the_right_categories(pipeline, encode):
+    files = [
+        FileInput(image(encode, (230, 130, 30)), sidecar(face=GOOD_BOX)),  # live
+        FileInput(image(encode, (20, 40, 200)), sidecar(face=GOOD_BOX)),  # attack
+        FileInput(image(encode, (230, 130, 30))),  # no sidecar
+        FileInput(b"\xff\xd8\xff\xe0 this is not really a jpeg"),  # broken
+        FileInput(image(encode, (230, 130, 30)), sidecar(face={"x": 100, "y": 100, "w": 100, "h": 120})),  # small
+        FileInput(image(encode, (230, 130, 30)), sidecar(face={"x": 400, "y": 50, "w": 100, "h": 100})),  # outside
+    ]
+    results = pipeline.analyse(files)
+    assert [r.category for r in results] == ["live", "attack", "no_face", "unreadable", "low_quality", "no_face"]
+    assert all(r.category in CATEGORIES for r in results)
+
+    live, attack, no_sidecar, broken, small, outside = results
+    assert live.decision == "live" and live.score > 0.5
+    assert attack.decision == "attack" and attack.score <= 0.5
+    assert live.box == Box(**GOOD_BOX) and live.box_source == "sidecar"
+    assert live.quality.face_size == 160 and live.quality.failed_gates == []
+
+    assert no_sidecar.score is None and no_sidecar.decision is None
+    assert "no face" in no_sidecar.reason
+
+    assert broken.reason and broken.score is None and broken.width is None
+
+    # a face failing a gate is still scored and decided, but categorised low_quality
+    assert small.quality.failed_gates == ["face_size"]
+    assert small.score is not None and small.decision == "live"
+    assert set(small.scores) == {"red", "green"}
+
+    assert outside.score is None and outside.box is None
+    assert any("outside" in note for note in outside.notes)
+    assert "outside the image" in outside.reason
+
+
+def test_it_scores_each_model_and_combines_them_by_their_mean(pipeline, encode):
+    results = pipeline.analyse(
+        [
+            FileInput(image(encode, (230, 130, 30), fmt="PNG"), sidecar(face=GOOD_BOX)),
+            FileInput(image(encode, (20, 40, 200), fmt="PNG"), sidecar(face=GOOD_BOX)),
+        ]
+    )
+    for r, (red, green) in zip(results, [(230, 130), (20, 40)], strict=True):
+        assert r.scores["red"] == pytest.approx(red / 255, abs=1e-6)
+        assert r.scores["green"] == pytest.approx(green / 255, abs=1e-6)
+        assert r.score == pytest.approx((r.scores["red"] + r.scores["green"]) / 2, abs=1e-12)
+
+
+def test_it_crops_each_model_by_its_own_recipe(pipeline, encode):
+    img = Image.new("RGB", (300, 300), (0, 0, 0))
+    img.paste((255, 255, 0), (70, 60, 230, 230))  # the face box is yellow, the rest black
+    (r,) = pipeline.analyse([FileInput(encode(img, "PNG"), sidecar(face=GOOD_BOX))])
+    # "red" crops 1.2 x 170 around the box: mostly face; "green" crops 2.7 x (shrunk to fit): much background
+    assert r.scores["red"] > 0.6
+    assert r.scores["green"] < 0.5
+    x0, y0, x1, y1 = r.crop_rects["green"]
+    assert x0 >= 0 and y0 >= 0 and x1 <= 299 and y1 <= 299
+
+
+def test_it_decides_attack_when_the_score_equals_the_threshold(tmp_path, encode):
+    files = [FileInput(image(encode, (100, 100, 100), fmt="PNG"), sidecar(face=GOOD_BOX))]
+    ens = make_ensemble(tmp_path)
+    score = Pipeline(ens).analyse(files)[0].score
+
+    ens.threshold = score
+    at = Pipeline(ens).analyse(files)[0]
+    assert at.score == score
+    assert (at.decision, at.category) == ("attack", "attack")
+
+    ens.threshold = float(np.nextafter(score, -1.0))
+    below = Pipeline(ens).analyse(files)[0]
+    assert (below.decision, below.category) == ("live", "live")
+
+
+def test_it_uses_the_decision_rule_of_the_spec():
+    assert decide(0.5000001, 0.5) == "live"
+    assert decide(0.5, 0.5) == "attack"
+    assert decide(0.0, 0.0) == "attack"
+    assert decide(1.0, 1.0) == "attack"
+
+
+def test_it_categorises_by_gates_before_decision():
+    assert categorise("live", []) == "live"
+    assert categorise("attack", []) == "attack"
+    assert categorise("live", ["blur"]) == "low_quality"
+    with pytest.raises(ValueError):
+        categorise(None, [])
+
+
+def test_it_clips_a_box_partly_outside_the_image_and_says_so(pipeline, encode):
+    data = image(encode, (230, 130, 30))
+    (r,) = pipeline.analyse([FileInput(data, sidecar(face={"x": 200, "y": -20, "w": 160, "h": 160}))])
+    assert r.box == Box(200, 0, 100, 140)
+    assert any("clipped" in n for n in r.notes)
+    assert r.category == "low_quality"  # the clipped face is 100 px
+    assert r.score is not None
+
+
+def test_it_measures_blur_when_the_sidecar_has_none(pipeline, encode, textured):
+    sharp = encode(textured((300, 300), seed=1), "PNG")
+    flat = image(encode, (230, 130, 30), fmt="PNG")
+    a, b = pipeline.analyse(
+        [FileInput(sharp, json.dumps({"face": GOOD_BOX}).encode()), FileInput(flat, json.dumps({"face": GOOD_BOX}).encode())]
+    )
+    assert a.quality.blur_source == "measured" and a.quality.failed_gates == []
+    assert b.quality.failed_gates == ["blur"] and b.category == "low_quality"
+
+
+def test_it_fails_the_pose_gate_from_sidecar_pose(pipeline, encode):
+    (r,) = pipeline.analyse([FileInput(image(encode, (230, 130, 30)), sidecar(face=GOOD_BOX, pose={"yaw": -50}))])
+    assert r.quality.failed_gates == ["yaw"] and r.category == "low_quality"
+
+
+def test_it_uses_the_configured_gates(tmp_path, encode):
+    p = Pipeline(make_ensemble(tmp_path), gates=Gates(min_face=50))
+    (r,) = p.analyse([FileInput(image(encode, (230, 130, 30)), sidecar(face={"x": 100, "y": 100, "w": 100, "h": 120}))])
+    assert r.category == "live"
+
+
+def test_it_keeps_going_with_a_broken_sidecar_and_notes_it(pipeline, encode):
+    data = image(encode, (230, 130, 30))
+    r1, r2 = pipeline.analyse(
+        [
+            FileInput(data, b"{not json"),
+            FileInput(data, json.dumps({"face": {"x": 70, "y": 60, "w": -5, "h": 170}, "blur": 0.1}).encode()),
+        ]
+    )
+    assert r1.category == "no_face" and any("JSON" in n for n in r1.notes)
+    assert r2.category == "no_face" and any("sidecar face" in n for n in r2.notes)
+
+
+def test_it_asks_the_detector_when_the_sidecar_has_no_box(tmp_path, encode):
+    seen = []
+
+    def detector(img):
+        seen.append(img.size)
+        return Box(70, 60, 160, 170), 0.93
+
+    p = Pipeline(make_ensemble(tmp_path), detector=detector)
+    r, with_box = p.analyse(
+        [FileInput(image(encode, (230, 130, 30)), sidecar()), FileInput(image(encode, (230, 130, 30)), sidecar(face=GOOD_BOX))]
+    )
+    assert seen == [(300, 300)]  # only for the image without a sidecar box
+    assert (r.box_source, r.detection_score, r.category) == ("detector", 0.93, "live")
+    assert with_box.box_source == "sidecar"
+
+
+def test_it_reports_no_face_when_the_detector_finds_none(tmp_path, encode):
+    p = Pipeline(make_ensemble(tmp_path), detector=lambda img: None)
+    (r,) = p.analyse([FileInput(image(encode, (230, 130, 30)))])
+    assert r.category == "no_face" and "no face detected" in r.reason
+
+
+def test_it_records_identity_size_format_and_a_thumbnail(pipeline, encode):
+    data = image(encode, (230, 130, 30), size=(600, 400))
+    r, dup = pipeline.analyse([FileInput(data, sidecar(face=GOOD_BOX)), FileInput(data, sidecar(face=GOOD_BOX))])
+    assert r.sha256 == hashlib.sha256(data).hexdigest() == dup.sha256
+    assert (r.size, r.format, r.width, r.height) == (len(data), "JPEG", 600, 400)
+    assert r.thumbnail.size == (256, 171)
+    assert r.score == dup.score
+
+
+def test_it_gives_boxes_in_upright_coordinates_for_a_rotated_photo(pipeline, encode):
+    # stored 400 wide x 300 tall, EXIF 6: upright it is 300 x 400; the sidecar box is upright
+    img = Image.new("RGB", (400, 300), (0, 0, 0))
+    img.paste((255, 255, 0), (0, 0, 200, 300))  # stored left half -> upright top half
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(img, "JPEG", quality=95, exif=exif.tobytes())
+    # upright x 170..290 is yellow (top half); stored x 170..290 would be mostly black
+    (r,) = pipeline.analyse([FileInput(data, sidecar(face={"x": 180, "y": 20, "w": 100, "h": 100}))])
+    assert (r.width, r.height) == (300, 400)
+    assert r.scores["red"] > 0.9
+
+
+def test_it_returns_nothing_for_an_empty_batch(pipeline):
+    assert pipeline.analyse([]) == []
+
+
+def test_it_returns_only_unscored_results_when_nothing_can_be_scored(pipeline, encode):
+    results = pipeline.analyse([FileInput(b""), FileInput(image(encode, (1, 2, 3)))])
+    assert [r.category for r in results] == ["unreadable", "no_face"]
+    assert "empty" in results[0].reason
