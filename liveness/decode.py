@@ -35,9 +35,7 @@ class DecodedImage:
     reduction: int = 1  # >1 when a JPEG was decoded at 1/reduction of its size (draft mode)
 
 
-def decode_image(
-    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None
-) -> DecodedImage:
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None) -> DecodedImage:
     """Decode image bytes into an upright RGB image or raise UnreadableImage.
 
     `min_side`: if given, a JPEG may be decoded at a reduced scale (1/2, 1/4, 1/8, via
@@ -63,9 +61,7 @@ def decode_image(
     if w < 1 or h < 1:
         raise UnreadableImage(f"image has no pixels ({w}x{h})")
     if w * h > max_pixels:
-        raise UnreadableImage(
-            f"decompression bomb refused: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}"
-        )
+        raise UnreadableImage(f"decompression bomb refused: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}")
 
     reduction = 1
     if min_side and fmt in ("JPEG", "MPO"):
@@ -91,7 +87,11 @@ def decode_image(
         orientation = 1
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: the upright size is swapped
         w, h = h, w
-    return DecodedImage(image=to_rgb(img), format=fmt, width=w, height=h, reduction=reduction)
+    try:
+        rgb = to_rgb(img)
+    except Exception as exc:  # noqa: BLE001 - e.g. a colour mode Pillow cannot convert
+        raise UnreadableImage(f"cannot convert {img.mode} colour mode to RGB: {exc}") from None
+    return DecodedImage(image=rgb, format=fmt, width=w, height=h, reduction=reduction)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -172,8 +172,12 @@ def _background(rng, W, H, dim=1.0):
         for _ in range(rng.integers(0, 3)):  # posters / frames / switches
             x, y = _u(rng, -0.1, 0.9) * w, _u(rng, -0.1, 0.7) * h
             pw, ph = _u(rng, 0.05, 0.35) * w, _u(rng, 0.05, 0.4) * h
-            d.rectangle([x, y, x + pw, y + ph], fill=_rand_color(rng), outline=_rand_color(rng, 0, 80),
-                        width=int(rng.integers(0, 6)))
+            d.rectangle(
+                [x, y, x + pw, y + ph],
+                fill=_rand_color(rng),
+                outline=_rand_color(rng, 0, 80),
+                width=int(rng.integers(0, 6)),
+            )
     elif kind == "shelves":
         n = int(rng.integers(2, 5))
         wood = _rand_color(rng, 70, 170, 0.3)
@@ -196,13 +200,27 @@ def _background(rng, W, H, dim=1.0):
         door = _rand_color(rng, 60, 200, 0.4)
         d.rectangle([x, top, x + dw, h], fill=door)
         for k in range(2):
-            d.rectangle([x + dw * 0.12, top + (0.08 + 0.45 * k) * (h - top), x + dw * 0.88,
-                         top + (0.45 + 0.45 * k) * (h - top)], outline=tuple(int(c * 0.8) for c in door), width=3)
+            d.rectangle(
+                [
+                    x + dw * 0.12,
+                    top + (0.08 + 0.45 * k) * (h - top),
+                    x + dw * 0.88,
+                    top + (0.45 + 0.45 * k) * (h - top),
+                ],
+                outline=tuple(int(c * 0.8) for c in door),
+                width=3,
+            )
         kx = x + dw * (0.85 if rng.random() < 0.5 else 0.15)
         d.ellipse([kx - 5, top + 0.55 * (h - top) - 5, kx + 5, top + 0.55 * (h - top) + 5], fill=(200, 190, 150))
     elif kind == "outdoor":
-        sky = _grad_image(rng, w, h, (int(_u(rng, 90, 200)), int(_u(rng, 150, 220)), int(_u(rng, 200, 255))),
-                          (int(_u(rng, 180, 240)),) * 3, ang=math.pi / 2)
+        sky = _grad_image(
+            rng,
+            w,
+            h,
+            (int(_u(rng, 90, 200)), int(_u(rng, 150, 220)), int(_u(rng, 200, 255))),
+            (int(_u(rng, 180, 240)),) * 3,
+            ang=math.pi / 2,
+        )
         img.paste(sky)
         hz = _u(rng, 0.35, 0.7) * h
         for _ in range(rng.integers(1, 5)):  # buildings
@@ -216,7 +234,10 @@ def _background(rng, W, H, dim=1.0):
                     d.rectangle([xx, yy, xx + step * 0.5, yy + step * 0.6], fill=tuple(int(c * 0.6) for c in col))
         for _ in range(rng.integers(0, 6)):  # trees
             tx, ty, r = _u(rng, 0, 1) * w, hz + _u(rng, -0.25, 0.05) * h, _u(rng, 0.05, 0.15) * w
-            d.ellipse([tx - r, ty - r, tx + r, ty + r], fill=(int(_u(rng, 20, 80)), int(_u(rng, 70, 140)), int(_u(rng, 20, 70))))
+            d.ellipse(
+                [tx - r, ty - r, tx + r, ty + r],
+                fill=(int(_u(rng, 20, 80)), int(_u(rng, 70, 140)), int(_u(rng, 20, 70))),
+            )
         d.rectangle([0, hz + 0.1 * h, w, h], fill=_rand_color(rng, 70, 150, 0.2))
     elif kind == "office":
         for _ in range(rng.integers(1, 4)):  # ceiling lights
@@ -226,8 +247,12 @@ def _background(rng, W, H, dim=1.0):
         d.rectangle([0, py, w, h], fill=_rand_color(rng, 80, 170, 0.2))
         if rng.random() < 0.6:  # a switched-off monitor or a dark window (a hard negative for bezels)
             x, y = _u(rng, 0, 0.8) * w, _u(rng, 0.15, 0.5) * h
-            d.rectangle([x, y, x + _u(rng, 0.12, 0.3) * w, y + _u(rng, 0.1, 0.25) * h], fill=_rand_color(rng, 10, 50, 0.05),
-                        outline=(20, 20, 22), width=int(rng.integers(2, 8)))
+            d.rectangle(
+                [x, y, x + _u(rng, 0.12, 0.3) * w, y + _u(rng, 0.1, 0.25) * h],
+                fill=_rand_color(rng, 10, 50, 0.05),
+                outline=(20, 20, 22),
+                width=int(rng.integers(2, 8)),
+            )
     else:  # pattern: stripes / checks wallpaper or curtain (coarse periodic texture, a hard negative)
         arr = np.asarray(img, np.float32)
         per = _u(rng, 6, 30) / s
@@ -249,10 +274,32 @@ def _background(rng, W, H, dim=1.0):
 # --------------------------------------------------------------------------------------------
 # people
 
-_SKIN = np.array([[255, 228, 206], [241, 204, 172], [226, 180, 142], [200, 148, 106], [163, 110, 74],
-                  [122, 80, 54], [86, 56, 40], [60, 40, 30]], np.float32)
-_HAIR = np.array([[22, 18, 16], [48, 32, 24], [92, 62, 38], [150, 110, 65], [205, 170, 115], [140, 62, 30],
-                  [150, 150, 150], [225, 222, 215]], np.float32)
+_SKIN = np.array(
+    [
+        [255, 228, 206],
+        [241, 204, 172],
+        [226, 180, 142],
+        [200, 148, 106],
+        [163, 110, 74],
+        [122, 80, 54],
+        [86, 56, 40],
+        [60, 40, 30],
+    ],
+    np.float32,
+)
+_HAIR = np.array(
+    [
+        [22, 18, 16],
+        [48, 32, 24],
+        [92, 62, 38],
+        [150, 110, 65],
+        [205, 170, 115],
+        [140, 62, 30],
+        [150, 150, 150],
+        [225, 222, 215],
+    ],
+    np.float32,
+)
 _HAIR_P = np.array([0.3, 0.22, 0.16, 0.08, 0.08, 0.05, 0.07, 0.04])
 _EYES = np.array([[60, 40, 25], [35, 25, 20], [90, 120, 150], [80, 110, 70], [110, 80, 45]], np.float32)
 
@@ -266,13 +313,19 @@ def _person_params(rng) -> dict:
     return {
         "skin": skin.astype(np.float32),
         "hair": np.clip(hair, 0, 255).astype(np.float32),
-        "style": ["short", "long", "bald", "bun", "afro", "fringe"][rng.choice(6, p=[0.34, 0.26, 0.08, 0.08, 0.1, 0.14])],
+        "style": ["short", "long", "bald", "bun", "afro", "fringe"][
+            rng.choice(6, p=[0.34, 0.26, 0.08, 0.08, 0.1, 0.14])
+        ],
         "hairline": _u(rng, -0.78, -0.5),
         "eye": _EYES[rng.integers(len(_EYES))],
         "aspect": _u(rng, 1.2, 1.42),
         "jaw": _u(rng, 0.08, 0.24),
-        "ex": _u(rng, 0.33, 0.41), "ey": _u(rng, -0.14, -0.02), "esize": _u(rng, 0.15, 0.2),
-        "ny": _u(rng, 0.18, 0.3), "mw": _u(rng, 0.22, 0.33), "my": _u(rng, 0.45, 0.56),
+        "ex": _u(rng, 0.33, 0.41),
+        "ey": _u(rng, -0.14, -0.02),
+        "esize": _u(rng, 0.15, 0.2),
+        "ny": _u(rng, 0.18, 0.3),
+        "mw": _u(rng, 0.22, 0.33),
+        "my": _u(rng, 0.45, 0.56),
         "lip": np.clip(skin * np.array([0.78, 0.55, 0.56]) + np.array([25, 5, 8]), 0, 255).astype(np.float32),
         "brow": _u(rng, 0.035, 0.07),
         "ears": rng.random() < 0.85,
@@ -393,9 +446,11 @@ def _draw_person(img, P, fcx, fcy, a, b, yaw_d, pitch_d, roll_d, light, draw_tor
         _soft_ellipse(img, x, y, rx, ry, roll, (225, 220, 212))
         ir = min(ry * 0.98, rx * 0.55)
         ix = x + 0.25 * rx * math.sin(yaw) * cr
-        _soft_ellipse(img, ix, y, ir * fs ** 0.5, ir, roll, P["eye"])
-        _soft_ellipse(img, ix, y, ir * 0.45 * fs ** 0.5, ir * 0.45, roll, (10, 8, 8))
-        _soft_ellipse(img, ix + 0.3 * ir, y - 0.3 * ir, max(0.8, ir * 0.18), max(0.8, ir * 0.18), 0, (250, 250, 250), alpha=0.8)
+        _soft_ellipse(img, ix, y, ir * fs**0.5, ir, roll, P["eye"])
+        _soft_ellipse(img, ix, y, ir * 0.45 * fs**0.5, ir * 0.45, roll, (10, 8, 8))
+        _soft_ellipse(
+            img, ix + 0.3 * ir, y - 0.3 * ir, max(0.8, ir * 0.18), max(0.8, ir * 0.18), 0, (250, 250, 250), alpha=0.8
+        )
         if P["glasses"]:
             _soft_ellipse(img, x, y, rx * 1.9, ry * 3.3, roll, (25, 25, 30), ring=0.12)
             _soft_ellipse(img, x - 0.5 * rx, y - ry, rx * 0.5, ry * 0.8, roll, (255, 255, 255), alpha=0.18, soft=1.0)
@@ -405,11 +460,23 @@ def _draw_person(img, P, fcx, fcy, a, b, yaw_d, pitch_d, roll_d, light, draw_tor
     lms.append((x, y))
     mx_, my_ = to_img(0.5 * fu, 0.5 * (fv + ey))
     side = -1 if light[0] > 0 else 1
-    _soft_ellipse(img, mx_ + side * 0.1 * a * cr, my_ + side * 0.1 * a * sr, 0.1 * a, 0.28 * b, roll, skin * 0.6, alpha=0.5, soft=1.0)
+    _soft_ellipse(
+        img,
+        mx_ + side * 0.1 * a * cr,
+        my_ + side * 0.1 * a * sr,
+        0.1 * a,
+        0.28 * b,
+        roll,
+        skin * 0.6,
+        alpha=0.5,
+        soft=1.0,
+    )
     for s_ in (-1, 1):
         nx_, ny_ = to_img(fu + s_ * 0.09 * fs, fv + 0.05)
         _soft_ellipse(img, nx_, ny_, 0.045 * a, 0.03 * b, roll, skin * 0.35, alpha=0.8, soft=0.5)
-    _soft_ellipse(img, x, y - 0.02 * b, 0.06 * a, 0.04 * b, roll, np.minimum(skin * 1.25 + 20, 255), alpha=0.35, soft=1.0)
+    _soft_ellipse(
+        img, x, y - 0.02 * b, 0.06 * a, 0.04 * b, roll, np.minimum(skin * 1.25 + 20, 255), alpha=0.35, soft=1.0
+    )
     sx_, sy_ = to_img(fu, fv + 0.12)
     _soft_ellipse(img, sx_, sy_, 0.14 * a, 0.035 * b, roll, skin * 0.55, alpha=0.35, soft=1.0)
     # mouth
@@ -492,7 +559,7 @@ def _camera(rng, arr, *, noise, fpn, blur_sigma, quality):
     bank = _noise_bank()
     if H <= bank.shape[0] and W <= bank.shape[1]:
         oy, ox = int(rng.integers(0, bank.shape[0] - H + 1)), int(rng.integers(0, bank.shape[1] - W + 1))
-        view = bank[oy:oy + H, ox:ox + W]
+        view = bank[oy : oy + H, ox : ox + W]
     else:  # bigger than the bank (e.g. 1080x1920 portrait): draw fresh noise
         view = rng.standard_normal((H, W, 3), dtype=np.float32)
     if rng.random() < 0.5:
@@ -577,8 +644,9 @@ def _print_media(rng, src):
     for ch, dang in enumerate((math.radians(15), math.radians(75), 0.0)):
         t = base_ang + dang
         f = 1.0 / per
-        scr = 0.5 + 0.25 * (_sep_cos(w, h, f * math.cos(t), f * math.sin(t)) +
-                            _sep_cos(w, h, -f * math.sin(t), f * math.cos(t)))
+        scr = 0.5 + 0.25 * (
+            _sep_cos(w, h, f * math.cos(t), f * math.sin(t)) + _sep_cos(w, h, -f * math.sin(t), f * math.cos(t))
+        )
         ink = np.clip((cmy[..., ch] - scr) * sharp + 0.5, 0, 1)
         out[..., ch] = 1.0 - ink
     x = x * (1 - strength) + out * strength
@@ -587,14 +655,18 @@ def _print_media(rng, src):
     m = 0 if rng.random() < 0.25 else int(_u(rng, 0.03, 0.14) * max(w, h))
     sheet = np.empty((h + 2 * m, w + 2 * m, 3), np.float32)
     sheet[...] = paper
-    sheet[m:m + h, m:m + w] = x * (0.6 + 0.4 * paper)
+    sheet[m : m + h, m : m + w] = x * (0.6 + 0.4 * paper)
     sh, sw = sheet.shape[:2]
     tex = rng.uniform(0.94, 1.06, (max(2, sh // 24), max(2, sw // 24))).astype(np.float32)
-    tex = np.asarray(Image.fromarray(((tex - 0.9) * 1000).astype(np.uint8)).resize((sw, sh), Image.BICUBIC), np.float32) / 1000 + 0.9
+    tex = (
+        np.asarray(Image.fromarray(((tex - 0.9) * 1000).astype(np.uint8)).resize((sw, sh), Image.BICUBIC), np.float32)
+        / 1000
+        + 0.9
+    )
     sheet *= tex[..., None]
     if rng.random() < 0.25:  # glossy photo paper reflection
-        gx = np.exp(-((np.arange(sw) - _u(rng, 0, sw)) / (_u(rng, 0.15, 0.5) * sw)) ** 2)
-        gy = np.exp(-((np.arange(sh) - _u(rng, 0, sh)) / (_u(rng, 0.15, 0.5) * sh)) ** 2)
+        gx = np.exp(-(((np.arange(sw) - _u(rng, 0, sw)) / (_u(rng, 0.15, 0.5) * sw)) ** 2))
+        gy = np.exp(-(((np.arange(sh) - _u(rng, 0, sh)) / (_u(rng, 0.15, 0.5) * sh)) ** 2))
         sheet += (_u(rng, 0.05, 0.25) * np.outer(gy, gx).astype(np.float32))[..., None]
     alpha = np.ones((sh, sw), np.float32)
     return np.clip(sheet * 255, 0, 255), alpha, (m, m)
@@ -630,17 +702,21 @@ def _replay_media(rng, src, phone):
     x *= (1 + am * g)[..., None]
     # glare: bright elliptical gradient
     if rng.random() < 0.8:
-        gx = np.exp(-((np.arange(w) - _u(rng, 0, w)) / (_u(rng, 0.15, 0.6) * w)) ** 2)
-        gy = np.exp(-((np.arange(h) - _u(rng, 0, h)) / (_u(rng, 0.15, 0.6) * h)) ** 2)
+        gx = np.exp(-(((np.arange(w) - _u(rng, 0, w)) / (_u(rng, 0.15, 0.6) * w)) ** 2))
+        gy = np.exp(-(((np.arange(h) - _u(rng, 0, h)) / (_u(rng, 0.15, 0.6) * h)) ** 2))
         x += (_u(rng, 0.1, 0.5) * np.outer(gy, gx).astype(np.float32))[..., None]
     # bezel
     bz = int(_u(rng, 0.025, 0.09) * min(w, h)) + 2
-    bcol = np.full(3, _u(rng, 0.02, 0.12), np.float32) if rng.random() < 0.8 else np.full(3, _u(rng, 0.75, 0.92), np.float32)
+    bcol = (
+        np.full(3, _u(rng, 0.02, 0.12), np.float32)
+        if rng.random() < 0.8
+        else np.full(3, _u(rng, 0.75, 0.92), np.float32)
+    )
     sheet = np.empty((h + 2 * bz, w + 2 * bz, 3), np.float32)
     sh, sw = sheet.shape[:2]
     sheet[...] = bcol
     sheet *= (1 + 0.25 * np.linspace(-1, 1, sh, dtype=np.float32))[:, None, None]  # glossy frame
-    sheet[bz:bz + h, bz:bz + w] = x
+    sheet[bz : bz + h, bz : bz + w] = x
     alpha = np.ones((sh, sw), np.float32)
     if phone:
         rad = int(_u(rng, 0.06, 0.12) * min(sw, sh))
@@ -678,8 +754,9 @@ def _render_attack(rng, attack_type, W, H, F, yaw, pitch, roll, P):
     fc = (float(np.clip(fc[0], 1.05 * a, cw - 1.05 * a)), float(np.clip(fc[1], 1.0 * b, ch - 1.0 * b)))
     src, _, lms = _person_scene(rng, cw, ch, P, a, b, yaw, pitch, roll, fc=fc)
     if _u(rng, 0, 1) < 0.7:  # the photo itself was a little soft
-        src = np.asarray(_blur_image(Image.fromarray(np.clip(src, 0, 255).astype(np.uint8)), _u(rng, 0.3, 0.9)),
-                         np.float32)
+        src = np.asarray(
+            _blur_image(Image.fromarray(np.clip(src, 0, 255).astype(np.uint8)), _u(rng, 0.3, 0.9)), np.float32
+        )
     if attack_type == "print":
         sheet, alpha, (ox, oy) = _print_media(rng, src)
         rot = rng.normal(0, 6.0)
@@ -698,16 +775,21 @@ def _render_attack(rng, attack_type, W, H, F, yaw, pitch, roll, P):
     corners = [(0, 0), (sw, 0), (sw, sh), (0, sh)]
     jit = _u(rng, 0.0, 0.07) * max(sw, sh) * scale
     dst = []
-    for (x, y) in corners:
+    for x, y in corners:
         dx, dy = x - fx, y - fy
-        dst.append((tgt[0] + dx * cth - dy * sth + rng.normal(0, jit / 2),
-                    tgt[1] + dx * sth + dy * cth + rng.normal(0, jit / 2)))
+        dst.append(
+            (
+                tgt[0] + dx * cth - dy * sth + rng.normal(0, jit / 2),
+                tgt[1] + dx * sth + dy * cth + rng.normal(0, jit / 2),
+            )
+        )
     Hm = _homography(corners, dst)
     dq = np.array(dst)
     bx0, by0 = max(int(dq[:, 0].min()), 0), max(int(dq[:, 1].min()), 0)
     bx1, by1 = min(int(dq[:, 0].max()) + 2, W), min(int(dq[:, 1].max()) + 2, H)
-    arr = np.asarray(_background(rng, W, H, dim=_u(rng, 0.5, 1.0) if attack_type == "replay" else 1.0),
-                     np.float32).copy()
+    arr = np.asarray(
+        _background(rng, W, H, dim=_u(rng, 0.5, 1.0) if attack_type == "replay" else 1.0), np.float32
+    ).copy()
     if bx0 < bx1 and by0 < by1:
         T = np.array([[1, 0, bx0], [0, 1, by0], [0, 0, 1]], float)
         inv = np.linalg.inv(Hm) @ T
@@ -715,7 +797,9 @@ def _render_attack(rng, attack_type, W, H, F, yaw, pitch, roll, P):
         coeffs = tuple(inv.flatten()[:8])
         size = (bx1 - bx0, by1 - by0)
         wimg = Image.fromarray(sheet.astype(np.uint8)).transform(size, Image.PERSPECTIVE, coeffs, Image.BILINEAR)
-        wmask = Image.fromarray((alpha * 255).astype(np.uint8)).transform(size, Image.PERSPECTIVE, coeffs, Image.BILINEAR)
+        wmask = Image.fromarray((alpha * 255).astype(np.uint8)).transform(
+            size, Image.PERSPECTIVE, coeffs, Image.BILINEAR
+        )
         m = np.asarray(wmask, np.float32)[..., None] / 255
         reg = arr[by0:by1, bx0:bx1]
         reg += (np.asarray(wimg, np.float32) - reg) * m
@@ -770,11 +854,20 @@ def _random_blur(rng):
     return _u(rng, 0.4, 0.9)
 
 
-def render_sample(rng: np.random.Generator, *, label: str, attack_type: str | None = None,
-                  size: tuple[int, int] = (640, 480), face_size: float | None = None,
-                  yaw: float | None = None, pitch: float | None = None, blur: float | None = None,
-                  quality: float = 1.0, device: DeviceProfile | str | None = None,
-                  identity: int | None = None) -> Sample:
+def render_sample(
+    rng: np.random.Generator,
+    *,
+    label: str,
+    attack_type: str | None = None,
+    size: tuple[int, int] = (640, 480),
+    face_size: float | None = None,
+    yaw: float | None = None,
+    pitch: float | None = None,
+    blur: float | None = None,
+    quality: float = 1.0,
+    device: DeviceProfile | str | None = None,
+    identity: int | None = None,
+) -> Sample:
     """Render one capture.  ``label`` is "genuine" or "attack"; an attack without a type gets
     a random one of ATTACK_TYPES.  ``device`` (profile or id) sets noise and fixed-pattern
     noise; ``identity`` makes the person's appearance a function of that integer."""
@@ -818,8 +911,10 @@ def render_sample(rng: np.random.Generator, *, label: str, attack_type: str | No
     else:
         noise = _u(rng, 1.5, 5.0)
         amp = _u(rng, 0.3, 1.5)
-        fpn = ((rng.standard_normal((W, 3)) * amp).astype(np.float32),
-               (rng.standard_normal((H, 1)) * amp * 0.6).astype(np.float32))
+        fpn = (
+            (rng.standard_normal((W, 3)) * amp).astype(np.float32),
+            (rng.standard_normal((H, 1)) * amp * 0.6).astype(np.float32),
+        )
     out = _camera(rng, arr, noise=noise, fpn=fpn, blur_sigma=6.0 * blur, quality=quality)
     return Sample(
         image=Image.fromarray(out, "RGB"),
@@ -867,8 +962,15 @@ def _write_new(path: Path, data: bytes) -> bool:
         return False
 
 
-def generate_inbox(out: Path, *, days: int, per_day: int, seed: int = 0, end_day: _dt.date | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> dict:
+def generate_inbox(
+    out: Path,
+    *,
+    days: int,
+    per_day: int,
+    seed: int = 0,
+    end_day: _dt.date | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Write a demo inbox (SPEC section 3) for ``days`` days ending at ``end_day`` (default:
     yesterday).  File names are ``s{seed}_{i:06d}.jpg|.png`` so runs with other seeds add files;
     existing files are never overwritten (they are counted as ``skipped_existing``).
@@ -888,17 +990,37 @@ def generate_inbox(out: Path, *, days: int, per_day: int, seed: int = 0, end_day
     total = sum(counts)
     weights = np.array([d.weight for d in DEVICES])
     weights /= weights.sum()
-    subjects = {d.device_id: [(f"u{int(rng.integers(16**8)):08x}", int(rng.integers(2**31)))
-                              for _ in range(int(rng.integers(6, 16)))] for d in DEVICES}
+    subjects = {
+        d.device_id: [
+            (f"u{int(rng.integers(16**8)):08x}", int(rng.integers(2**31))) for _ in range(int(rng.integers(6, 16)))
+        ]
+        for d in DEVICES
+    }
 
     summary: dict = {
-        "out": str(out), "seed": seed, "days": [d.isoformat() for d in day_list], "planned": total,
-        "files_written": 0, "images": 0, "sidecars": 0, "skipped_existing": 0,
-        "by_label": {"genuine": 0, "attack": 0}, "by_attack_type": {t: 0 for t in ATTACK_TYPES},
-        "by_device": {d.device_id: 0 for d in DEVICES}, "by_day": {},
-        "labelled": 0, "no_sidecar": 0, "sidecar_without_face": 0, "png": 0,
-        "small_faces": 0, "large_pose": 0, "blurry": 0, "late_arrivals": 0,
-        "broken": 0, "broken_files": [], "duplicates": [],
+        "out": str(out),
+        "seed": seed,
+        "days": [d.isoformat() for d in day_list],
+        "planned": total,
+        "files_written": 0,
+        "images": 0,
+        "sidecars": 0,
+        "skipped_existing": 0,
+        "by_label": {"genuine": 0, "attack": 0},
+        "by_attack_type": {t: 0 for t in ATTACK_TYPES},
+        "by_device": {d.device_id: 0 for d in DEVICES},
+        "by_day": {},
+        "labelled": 0,
+        "no_sidecar": 0,
+        "sidecar_without_face": 0,
+        "png": 0,
+        "small_faces": 0,
+        "large_pose": 0,
+        "blurry": 0,
+        "late_arrivals": 0,
+        "broken": 0,
+        "broken_files": [],
+        "duplicates": [],
     }
     written: list[tuple[Path, Path | None]] = []  # (image, sidecar) of good images, for duplicates
     done = 0
@@ -913,12 +1035,18 @@ def generate_inbox(out: Path, *, days: int, per_day: int, seed: int = 0, end_day
         n_dup = max(1, int(round(0.01 * n)))
         n_img = n - n_broken - n_dup
         n_att = min(n_img // 2, max(2, int(round(n_img * _u(rng, 0.05, 0.15)))))
-        kinds = (["print", "replay"] + [ATTACK_TYPES[int(rng.integers(2))] for _ in range(n_att - 2)]
-                 + ["genuine"] * (n_img - n_att) + ["broken"] * n_broken + ["dup"] * n_dup)
+        kinds = (
+            ["print", "replay"]
+            + [ATTACK_TYPES[int(rng.integers(2))] for _ in range(n_att - 2)]
+            + ["genuine"] * (n_img - n_att)
+            + ["broken"] * n_broken
+            + ["dup"] * n_dup
+        )
         kinds = [kinds[i] for i in rng.permutation(len(kinds))]
         frac = di / max(days - 1, 1)
-        day_stats = summary["by_day"].setdefault(day.isoformat(), {"files": 0, "genuine": 0, "attack": 0,
-                                                                 "print": 0, "replay": 0})
+        day_stats = summary["by_day"].setdefault(
+            day.isoformat(), {"files": 0, "genuine": 0, "attack": 0, "print": 0, "replay": 0}
+        )
         for kind in kinds:
             counter += 1
             dev = DEVICES[int(rng.choice(len(DEVICES), p=weights))]
@@ -967,8 +1095,12 @@ def generate_inbox(out: Path, *, days: int, per_day: int, seed: int = 0, end_day
                 else:
                     summary["skipped_existing"] += 1
                 if rng.random() < 0.5:
-                    side = {"captured_at": _dt.datetime.combine(day, _dt.time(int(rng.integers(7, 22)),
-                            int(rng.integers(60)), int(rng.integers(60))), TZ).isoformat(), "site": dev.site}
+                    side = {
+                        "captured_at": _dt.datetime.combine(
+                            day, _dt.time(int(rng.integers(7, 22)), int(rng.integers(60)), int(rng.integers(60))), TZ
+                        ).isoformat(),
+                        "site": dev.site,
+                    }
                     if _write_new(ddir / (stem + ".json"), json.dumps(side).encode()):
                         summary["files_written"] += 1
                         summary["sidecars"] += 1
@@ -994,8 +1126,9 @@ def generate_inbox(out: Path, *, days: int, per_day: int, seed: int = 0, end_day
             r_side = rng.random()
             late = rng.random() < 0.03
             if late:
-                t = _dt.datetime.combine(day - _dt.timedelta(days=1), _dt.time(21, 0), TZ) + \
-                    _dt.timedelta(seconds=int(rng.integers(3 * 3600)))
+                t = _dt.datetime.combine(day - _dt.timedelta(days=1), _dt.time(21, 0), TZ) + _dt.timedelta(
+                    seconds=int(rng.integers(3 * 3600))
+                )
             else:
                 t = _dt.datetime.combine(day, _dt.time(7, 0), TZ) + _dt.timedelta(seconds=int(rng.integers(15 * 3600)))
             labelled = rng.random() < (0.5 if label == "attack" else 0.3)
@@ -1004,8 +1137,17 @@ def generate_inbox(out: Path, *, days: int, per_day: int, seed: int = 0, end_day
             if path.exists():
                 summary["skipped_existing"] += 1
             else:
-                s = render_sample(irng, label=label, attack_type=at, size=dev.size, face_size=F, blur=blur,
-                                  quality=quality, device=dev, identity=ident)
+                s = render_sample(
+                    irng,
+                    label=label,
+                    attack_type=at,
+                    size=dev.size,
+                    face_size=F,
+                    blur=blur,
+                    quality=quality,
+                    device=dev,
+                    identity=ident,
+                )
                 if not _write_new(path, _encode(s.image, fmt, jq)):
                     summary["skipped_existing"] += 1
                 else:
@@ -1028,8 +1170,12 @@ def generate_inbox(out: Path, *, days: int, per_day: int, seed: int = 0, end_day
                         side: dict = {"captured_at": t.isoformat()}
                         summary["late_arrivals"] += late
                         if r_side >= 0.15:
-                            side["face"] = {"x": int(round(s.box.x)), "y": int(round(s.box.y)),
-                                            "w": int(round(s.box.w)), "h": int(round(s.box.h))}
+                            side["face"] = {
+                                "x": int(round(s.box.x)),
+                                "y": int(round(s.box.y)),
+                                "w": int(round(s.box.w)),
+                                "h": int(round(s.box.h)),
+                            }
                             side["landmarks"] = [[round(x, 1), round(y, 1)] for x, y in s.landmarks]
                             side["pose"] = {k: round(float(v), 1) for k, v in s.pose.items()}
                             side["blur"] = round(s.blur, 3)

@@ -74,7 +74,7 @@ class Pipeline:
         self.thumb_side = thumb_side
 
     def analyse(self, files: Sequence[FileInput]) -> list[ImageResult]:
-        results = [self._prepare(f) for f in files]
+        results = [self._prepare_safely(f) for f in files]
         pending = [(r, crops) for r, crops in results if crops is not None]
         if pending:
             per_model: dict[str, np.ndarray] = {}
@@ -91,6 +91,15 @@ class Pipeline:
                 r.decision = decide(r.score, self.ensemble.threshold)
                 r.category = categorise(r.decision, r.quality.failed_gates)
         return [r for r, _ in results]
+
+    def _prepare_safely(self, f: FileInput) -> tuple[ImageResult, dict | None]:
+        """One odd file must never stop the batch: any failure makes it unreadable, with the reason."""
+        try:
+            return self._prepare(f)
+        except Exception as exc:  # noqa: BLE001
+            r = ImageResult(sha256=hashlib.sha256(f.data).hexdigest(), size=len(f.data), category="unreadable")
+            r.reason = f"could not process the image: {exc.__class__.__name__}: {exc}"
+            return r, None
 
     def _prepare(self, f: FileInput) -> tuple[ImageResult, dict | None]:
         r = ImageResult(sha256=hashlib.sha256(f.data).hexdigest(), size=len(f.data), category="unreadable")
@@ -121,8 +130,12 @@ class Pipeline:
         if r.box is None:
             r.category = "no_face"
             had_box = r.sidecar is not None and r.sidecar.face is not None
-            r.reason = ("the sidecar's face box lies outside the image" if had_box else "no face box in the sidecar") + (
-                ", and no face detected by the face detector" if self.detector else ", and no face detector is configured"
+            r.reason = (
+                "the sidecar's face box lies outside the image" if had_box else "no face box in the sidecar"
+            ) + (
+                ", and no face detected by the face detector"
+                if self.detector
+                else ", and no face detector is configured"
             )
             return r, None
 

@@ -51,7 +51,9 @@ class LivenessModel:
         outputs = [o.name for o in self.session.get_outputs()]
         self.output_name = manifest.output_name or outputs[0]
         if self.output_name not in outputs:
-            raise ManifestError(f"output.name: the model has no output {self.output_name!r} (it has {', '.join(outputs)})")
+            raise ManifestError(
+                f"output.name: the model has no output {self.output_name!r} (it has {', '.join(outputs)})"
+            )
         shape = inputs[self.input_name].shape
         self._check_shape(shape)
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None

@@ -15,6 +15,7 @@ from .boxes import Box
 
 GENUINE_WORDS = {"genuine", "live", "real", "bonafide", "bona fide", "1"}
 ATTACK_WORDS = {"attack", "spoof", "fake", "0"}
+ATTACK_TYPE_MAX = 50
 
 
 class SidecarError(Exception):
@@ -53,10 +54,26 @@ def _number(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _no_constant(name: str) -> None:
+    """NaN and Infinity are not JSON (databases refuse them): read them as null."""
+    return None
+
+
+def _clean(value):
+    """Drop NUL characters (databases refuse them) from every string of the document."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    return value
+
+
 def parse_sidecar(data: bytes | str) -> Sidecar:
     try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+        raw = _clean(json.loads(data, parse_constant=_no_constant))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise SidecarError(f"sidecar is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise SidecarError(f"sidecar must be a JSON object, got {type(raw).__name__}")
@@ -119,10 +136,11 @@ def parse_sidecar(data: bytes | str) -> Sidecar:
         if sc.label is None:
             warn(f"label: unknown value {raw['label']!r} (expected genuine or attack)")
     if raw.get("attack_type") is not None:
-        if isinstance(raw["attack_type"], str) and raw["attack_type"].strip():
-            sc.attack_type = raw["attack_type"].strip().lower()
+        text = raw["attack_type"]
+        if isinstance(text, str) and 0 < len(text.strip()) <= ATTACK_TYPE_MAX:
+            sc.attack_type = text.strip().lower()
         else:
-            warn("attack_type: must be a non-empty string")
+            warn(f"attack_type: must be a non-empty string of at most {ATTACK_TYPE_MAX} characters")
         if sc.label == "genuine" and sc.attack_type:
             warn("attack_type: ignored on a genuine label")
             sc.attack_type = None

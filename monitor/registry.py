@@ -20,6 +20,11 @@ def register_model(m: ModelManifest) -> ModelVersion:
     sha = file_sha256(m.file)
     found = ModelVersion.objects.filter(sha256=sha).first()
     if found:
+        if found.manifest.strip() != m.text.strip():
+            raise ManifestError(
+                f"model.version: this ONNX file is registered as {found.label} with another manifest; "
+                "a changed manifest changes the scores: register the file with a new model.version"
+            )
         return found
     if ModelVersion.objects.filter(name=m.name, version=m.version).exists():
         raise ManifestError(
@@ -42,7 +47,9 @@ def register_model(m: ModelManifest) -> ModelVersion:
 
 
 @transaction.atomic
-def register_manifest(path: str | Path, *, activate: bool = False, threshold: float | None = None) -> Ensemble | ModelVersion:
+def register_manifest(
+    path: str | Path, *, activate: bool = False, threshold: float | None = None
+) -> Ensemble | ModelVersion:
     """Register a model manifest (returns the ModelVersion; with `activate`, a one-model ensemble
     of the same name becomes active) or an ensemble manifest (returns the Ensemble)."""
     manifest = load_manifest(path)

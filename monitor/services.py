@@ -1,9 +1,9 @@
 """The daily job as service functions. Celery tasks and management commands are thin wrappers.
 
-    run = start_run(day)              # a Run row
-    ids = discover(run)               # new (and left-over pending) inbox files -> InboxFile ids
-    for batch in chunks(ids): score_batch(run.pk, batch)   # claim, score, store, link
-    finish_run(run.pk)                # counts, errors, repair missing files, status done
+run = start_run(day)              # a Run row
+ids = discover(run)               # new (and left-over pending) inbox files -> InboxFile ids
+for batch in chunks(ids): score_batch(run.pk, batch)   # claim, score, store, link
+finish_run(run.pk)                # counts, errors, repair missing files, status done
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from .models import Device, Ensemble, Image, InboxFile, Run
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png"}
+DEVICE_NAME_MAX = Device._meta.get_field("name").max_length
 
 
 class JobError(Exception):
@@ -96,16 +97,20 @@ def active_ensemble() -> Ensemble:
 _loaded: dict[tuple, LiveEnsemble] = {}
 
 
-def load_ensemble(ens: Ensemble) -> LiveEnsemble:
-    """The ensemble's ONNX models, loaded once per process (sessions are cached)."""
+def load_ensemble(ens: Ensemble, threshold: float | None = None) -> LiveEnsemble:
+    """The ensemble's ONNX models, loaded once per process (sessions are cached). `threshold`:
+    the one frozen in the run (an admin may change the ensemble's meanwhile)."""
     members = list(ens.members.order_by("name"))
-    key = (ens.pk, ens.threshold, ens.rule, tuple(m.sha256 for m in members))
+    threshold = ens.threshold if threshold is None else threshold
+    key = (ens.pk, threshold, ens.rule, tuple(m.sha256 for m in members))
     if key not in _loaded:
         models = [
-            LivenessModel(parse_model_text(m.manifest, settings.MODELS_DIR / m.file), threads=settings.KOALA_ORT_THREADS)
+            LivenessModel(
+                parse_model_text(m.manifest, settings.MODELS_DIR / m.file), threads=settings.KOALA_ORT_THREADS
+            )
             for m in members
         ]
-        _loaded[key] = LiveEnsemble(name=ens.name, models=models, threshold=ens.threshold, rule=ens.rule)
+        _loaded[key] = LiveEnsemble(name=ens.name, models=models, threshold=threshold, rule=ens.rule)
     return _loaded[key]
 
 
@@ -114,18 +119,27 @@ def load_ensemble(ens: Ensemble) -> LiveEnsemble:
 
 def start_run(day: dt.date, *, trigger: str = "manual", rescore: bool = False, ensemble: Ensemble | None = None) -> Run:
     ensemble = ensemble or active_ensemble()
-    return Run.objects.create(day=day, ensemble=ensemble, threshold=ensemble.threshold, trigger=trigger, rescore=rescore)
+    return Run.objects.create(
+        day=day, ensemble=ensemble, threshold=ensemble.threshold, trigger=trigger, rescore=rescore
+    )
 
 
 def _day_files(day: dt.date) -> Iterator[tuple[str, Path, str | None]]:
-    """(device, path, skip reason) for every candidate file in INBOX/<day>/<device>/."""
+    """(device, path, skip reason) for every candidate file in INBOX/<day>/<device>/.
+
+    Files modified less than KOALA_SETTLE_SECONDS ago are left for the next run: a device may
+    still be writing them."""
     inbox = settings.INBOX_DIR.resolve()
     day_dir = inbox / day.isoformat()
     if not day_dir.is_dir():
         return
+    settled_before = time.time() - settings.KOALA_SETTLE_SECONDS
     for device_dir in sorted(day_dir.iterdir()):
         if not device_dir.is_dir():
             log.info("skipped %s: not a device folder", device_dir)
+            continue
+        if len(device_dir.name) > DEVICE_NAME_MAX:
+            log.warning("skipped %s: device folder name longer than %d characters", device_dir, DEVICE_NAME_MAX)
             continue
         for path in sorted(device_dir.iterdir()):
             suffix = path.suffix.lower()
@@ -137,16 +151,24 @@ def _day_files(day: dt.date) -> Iterator[tuple[str, Path, str | None]]:
                 log.info("skipped %s: not an image file name (.jpg, .jpeg, .png)", path)
                 continue
             reason = None
-            if path.is_symlink() and not path.resolve().is_relative_to(inbox):
-                reason = "symbolic link pointing outside the inbox"
+            if not path.resolve().is_relative_to(inbox):
+                reason = "the file (or a folder above it) is a link pointing outside the inbox"
             elif not path.is_file():
                 reason = "not a regular file"
+            elif path.stat().st_mtime > settled_before:
+                log.info("left %s for the next run: modified in the last %s s", path, settings.KOALA_SETTLE_SECONDS)
+                continue
             yield device_dir.name, path, reason
 
 
+def _unclaimed(qs):
+    return qs.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=timezone.now()))
+
+
 def discover(run: Run) -> list[int]:
-    """Record new files of the run's day as pending InboxFiles; return the ids to process
-    (new files, files left pending by an earlier crash, and on --rescore all scored files)."""
+    """Record new files of the run's day as pending InboxFiles; return the ids to process:
+    new files, files left pending by an earlier crash (once their claim expired), and on
+    --rescore every scored or failed file of the day."""
     t0 = time.monotonic()
     inbox = settings.INBOX_DIR.resolve()
     known = set(InboxFile.objects.filter(day=run.day).values_list("path", flat=True))
@@ -162,24 +184,39 @@ def discover(run: Run) -> list[int]:
         new.append(InboxFile(path=rel, day=run.day, device=devices[device_name], status=status, reason=reason, run=run))
     InboxFile.objects.bulk_create(new, ignore_conflicts=True, batch_size=1000)
     if run.rescore:
-        InboxFile.objects.filter(day=run.day, status=InboxFile.DONE).update(status=InboxFile.PENDING)
-    todo = InboxFile.objects.filter(day=run.day, status=InboxFile.PENDING)
-    todo.update(run=run)
+        InboxFile.objects.filter(day=run.day, status__in=[InboxFile.DONE, InboxFile.FAILED]).update(
+            status=InboxFile.PENDING, claimed_until=None
+        )
+    todo = _unclaimed(InboxFile.objects.filter(day=run.day, status=InboxFile.PENDING))
     ids = list(todo.order_by("id").values_list("id", flat=True))
+    InboxFile.objects.filter(id__in=ids).update(run=run)
     Run.objects.filter(pk=run.pk).update(
-        total=len(ids), status=Run.RUNNING, started_at=timezone.now(), timings={"discover_s": round(time.monotonic() - t0, 3)}
+        total=len(ids),
+        status=Run.RUNNING,
+        started_at=timezone.now(),
+        timings={"discover_s": round(time.monotonic() - t0, 3)},
     )
     return ids
 
 
-def _claim(file_ids: list[int]) -> list[InboxFile]:
-    """Claim pending files for this worker; a claim expires so a dead worker's files come back."""
-    token = uuid.uuid4().hex
+def batch_token(run_id: int, file_ids: list[int]) -> str:
+    """The claim token of a batch: the same for a retry or a redelivery of that batch, different
+    for any other batch or run."""
+    return f"run{run_id}:{min(file_ids)}:{len(file_ids)}"
+
+
+def _claim(file_ids: list[int], token: str) -> list[InboxFile]:
+    """Claim pending files for this batch. A claim expires (KOALA_CLAIM_SECONDS), so the files
+    of a worker that died come back; a retry of the same batch (same token) takes them again."""
     now = timezone.now()
     InboxFile.objects.filter(id__in=file_ids, status=InboxFile.PENDING).filter(
-        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now) | Q(claimed_by=token)
     ).update(claimed_by=token, claimed_until=now + dt.timedelta(seconds=settings.KOALA_CLAIM_SECONDS))
-    return list(InboxFile.objects.filter(claimed_by=token, status=InboxFile.PENDING).select_related("device").order_by("id"))
+    return list(
+        InboxFile.objects.filter(id__in=file_ids, claimed_by=token, status=InboxFile.PENDING)
+        .select_related("device")
+        .order_by("id")
+    )
 
 
 def _read(f: InboxFile) -> tuple[bytes, bytes | None]:
@@ -224,7 +261,7 @@ def _image_fields(r: ImageResult, f: InboxFile, run: Run, ens: LiveEnsemble, ver
         "category": r.category,
         "reason": r.reason[:500],
         "notes": r.notes,
-        "ensemble_id": run.ensemble_id,
+        "ensemble": run.ensemble,
         "threshold": ens.threshold if r.score is not None else None,
         "model_versions": versions if r.score is not None else {},
         "label": (sc.label or "") if sc else "",
@@ -236,12 +273,13 @@ def _image_fields(r: ImageResult, f: InboxFile, run: Run, ens: LiveEnsemble, ver
 
 def score_batch(run_id: int, file_ids: list[int]) -> dict:
     """Score one batch of inbox files of a run. Safe to run twice and concurrently: files are
-    claimed first, and an image (sha256) is stored once."""
+    claimed first, each status change requires the claim, and an image (sha256) is stored once."""
     t0 = time.monotonic()
     run = Run.objects.select_related("ensemble").get(pk=run_id)
-    ens = load_ensemble(run.ensemble)
+    ens = load_ensemble(run.ensemble, run.threshold)
     versions = {m.name: m.label for m in run.ensemble.members.all()}
-    files = _claim(file_ids)
+    token = batch_token(run_id, file_ids) if file_ids else ""
+    files = _claim(file_ids, token) if file_ids else []
 
     failed: dict[int, str] = {}
     payload: dict[int, tuple[bytes, bytes | None]] = {}
@@ -271,29 +309,22 @@ def score_batch(run_id: int, file_ids: list[int]) -> dict:
     t_score = time.monotonic()
 
     stored: list[tuple[Image, ImageResult]] = []
+    mine = InboxFile.objects.filter(claimed_by=token, status=InboxFile.PENDING)
+    done = {"claimed_by": "", "claimed_until": None}
     with transaction.atomic():
         for f, r in zip(to_score, results, strict=True):
-            fields = _image_fields(r, f, run, ens, versions)
-            im = existing.get(r.sha256)
-            if im is not None:  # a re-score of this very file
-                for k, v in fields.items():
-                    setattr(im, k, v)
-                im.save()
-            else:
-                try:
-                    with transaction.atomic():
-                        im = Image.objects.create(sha256=r.sha256, **fields)
-                except IntegrityError:  # another worker stored the same bytes meanwhile
-                    duplicate_of[f.pk] = r.sha256
-                    continue
+            if not mine.filter(pk=f.pk).exists():  # the claim expired and another batch took the file
+                continue
+            im = _store(r, f, run, ens, versions, existing.get(r.sha256))
+            if im is None:  # another worker stored the same bytes meanwhile
+                duplicate_of[f.pk] = r.sha256
+                continue
             stored.append((im, r))
-            InboxFile.objects.filter(pk=f.pk).update(status=InboxFile.DONE, image=im, reason="", claimed_until=None)
+            mine.filter(pk=f.pk).update(status=InboxFile.DONE, image=im, reason="", **done)
         for pk, sha in duplicate_of.items():
-            InboxFile.objects.filter(pk=pk).update(
-                status=InboxFile.DUPLICATE, image=Image.objects.get(sha256=sha), claimed_until=None
-            )
+            mine.filter(pk=pk).update(status=InboxFile.DUPLICATE, image=Image.objects.get(sha256=sha), **done)
         for pk, reason in failed.items():
-            InboxFile.objects.filter(pk=pk).update(status=InboxFile.FAILED, reason=reason[:500], claimed_until=None)
+            mine.filter(pk=pk).update(status=InboxFile.FAILED, reason=reason[:500], **done)
         Run.objects.filter(pk=run_id).update(
             processed=F("processed") + len(files),
             new_images=F("new_images") + len(stored),
@@ -313,14 +344,45 @@ def score_batch(run_id: int, file_ids: list[int]) -> dict:
     }
 
 
+LABEL_FIELDS = ("label", "attack_type")
+
+
+def _store(r: ImageResult, f: InboxFile, run: Run, ens: LiveEnsemble, versions: dict, im: Image | None) -> Image | None:
+    """Create the image row, or update a re-scored one (keeping its labels: people may have
+    reviewed it since). None if another worker created the same sha256 first."""
+    fields = _image_fields(r, f, run, ens, versions)
+    if im is not None:
+        update = [k for k in fields if k not in LABEL_FIELDS]
+        for k in update:
+            setattr(im, k, fields[k])
+        im.save(update_fields=[*update, "scored_at"])
+        return im
+    try:
+        with transaction.atomic():
+            return Image.objects.create(sha256=r.sha256, **fields)
+    except IntegrityError:
+        return None
+
+
 def finish_run(run_id: int, batch_results: list[dict] | None = None) -> Run:
     """Close a run: repair missing thumbnails/links, count the day per category, list errors."""
     run = Run.objects.get(pk=run_id)
-    for im in Image.objects.filter(day=run.day).filter(Q(has_thumbnail=False, category__in=["live", "attack", "low_quality", "no_face"]) | Q(sorted_path="")):
+    for im in Image.objects.filter(day=run.day).filter(
+        Q(has_thumbnail=False, category__in=["live", "attack", "low_quality", "no_face"]) | Q(sorted_path="")
+    ):
         write_files(im)
     counts = dict(Image.objects.filter(day=run.day).values_list("category").annotate(n=Count("id")).order_by())
-    errors = [{"path": p, "reason": r} for p, r in InboxFile.objects.filter(run=run, status=InboxFile.FAILED).values_list("path", "reason")]
-    errors += [{"path": p, "reason": r} for p, r in Image.objects.filter(run=run, category="unreadable").values_list("path", "reason")]
+    errors = [
+        {"path": p, "reason": r}
+        for p, r in InboxFile.objects.filter(run=run, status=InboxFile.FAILED).values_list("path", "reason")
+    ]
+    errors += [
+        {"path": p, "reason": r}
+        for p, r in Image.objects.filter(run=run, category="unreadable").values_list("path", "reason")
+    ]
+    left = InboxFile.objects.filter(run=run, status=InboxFile.PENDING).count()
+    if left:  # claimed by a batch that died or is still working: not done, re-run the day later
+        errors.insert(0, {"path": "", "reason": f"{left} files are still pending; re-run the day to finish them"})
     timings = dict(run.timings)
     if run.started_at:
         timings["total_s"] = round((timezone.now() - run.started_at).total_seconds(), 3)
@@ -328,10 +390,16 @@ def finish_run(run_id: int, batch_results: list[dict] | None = None) -> Run:
         timings["batches"] = len(batch_results)
         timings["score_s"] = round(sum(b.get("score_s", 0) for b in batch_results), 3)
     for device_id in InboxFile.objects.filter(day=run.day).values_list("device_id", flat=True).distinct():
-        Device.objects.filter(Q(first_day__isnull=True) | Q(first_day__gt=run.day), pk=device_id).update(first_day=run.day)
+        Device.objects.filter(Q(first_day__isnull=True) | Q(first_day__gt=run.day), pk=device_id).update(
+            first_day=run.day
+        )
         Device.objects.filter(Q(last_day__isnull=True) | Q(last_day__lt=run.day), pk=device_id).update(last_day=run.day)
     Run.objects.filter(pk=run_id).update(
-        status=Run.DONE, counts=counts, errors=errors[:1000], timings=timings, finished_at=timezone.now()
+        status=Run.FAILED if left else Run.DONE,
+        counts=counts,
+        errors=errors[:1000],
+        timings=timings,
+        finished_at=timezone.now(),
     )
     run.refresh_from_db()
     log.info("run %s of %s done: %s", run.pk, run.day, counts)
@@ -344,8 +412,15 @@ def fail_run(run_id: int, reason: str) -> None:
     )
 
 
-def run_day(day: dt.date, *, trigger: str = "command", rescore: bool = False, batch_size: int | None = None,
-            progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None) -> Run:
+def run_day(
+    day: dt.date,
+    *,
+    trigger: str = "command",
+    rescore: bool = False,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    total: Callable[[int], None] | None = None,
+) -> Run:
     """The whole day in this process, batch after batch (what the Celery chord does in parallel)."""
     run = start_run(day, trigger=trigger, rescore=rescore)
     ids = discover(run)
@@ -418,11 +493,11 @@ def rebuild_folders(day: dt.date | None = None, progress: Callable[[int], None] 
 
 
 def has_work(day: dt.date) -> bool:
-    """True if the day has files not yet recorded, or recorded files still pending."""
+    """True if the day has files not yet recorded, or pending files nobody is working on."""
     inbox = settings.INBOX_DIR.resolve()
-    known = set(InboxFile.objects.filter(day=day).values_list("path", flat=True))
-    if InboxFile.objects.filter(day=day, status=InboxFile.PENDING).exists():
+    if _unclaimed(InboxFile.objects.filter(day=day, status=InboxFile.PENDING)).exists():
         return True
+    known = set(InboxFile.objects.filter(day=day).values_list("path", flat=True))
     return any(path.relative_to(inbox).as_posix() not in known for _, path, _ in _day_files(day))
 
 

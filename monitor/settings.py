@@ -73,6 +73,7 @@ KOALA_MAX_YAW = env_float("KOALA_MAX_YAW", 30)
 KOALA_MAX_PITCH = env_float("KOALA_MAX_PITCH", 30)
 KOALA_MAX_BLUR = env_float("KOALA_MAX_BLUR", 0.5)
 KOALA_CLAIM_SECONDS = env_int("KOALA_CLAIM_SECONDS", 600)  # a batch claim expires after this
+KOALA_SETTLE_SECONDS = env_int("KOALA_SETTLE_SECONDS", 30)  # newer files wait for the next run
 KOALA_NIGHTLY_AT = env_str("KOALA_NIGHTLY_AT", "02:30")  # HH:MM, TIME_ZONE; scores yesterday
 KOALA_RESCAN_DAYS = env_int("KOALA_RESCAN_DAYS", 3)  # hourly re-scan for late files
 
@@ -165,7 +166,7 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True  # a killed worker's batch is redelivered
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = False  # a batch that kills its worker fails once, not forever
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE

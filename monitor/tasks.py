@@ -23,12 +23,16 @@ def score_day(day: str, trigger: str = "manual", rescore: bool = False, run_id: 
         run = services.start_run(services.parse_day(day), trigger=trigger, rescore=rescore)
     else:
         run = services.Run.objects.get(pk=run_id)
-    ids = services.discover(run)
-    batches = [score_batch.si(run.pk, b) for b in services.chunks(ids, settings.KOALA_BATCH_SIZE)]
-    if not batches:
-        finish_run.delay(None, run.pk)
-        return run.pk
-    chord(batches)(finish_run.s(run.pk).on_error(run_failed.si(run.pk)))
+    try:
+        ids = services.discover(run)
+        batches = [score_batch.si(run.pk, b) for b in services.chunks(ids, settings.KOALA_BATCH_SIZE)]
+        if not batches:
+            finish_run.delay(None, run.pk)
+        else:
+            chord(batches)(finish_run.s(run.pk).on_error(run_failed.si(run.pk)))
+    except Exception as exc:  # in-process (eager) runs raise here; on a worker on_error handles batches
+        services.fail_run(run.pk, f"{exc.__class__.__name__}: {exc}")
+        raise
     return run.pk
 
 

@@ -24,8 +24,12 @@ def data_root(tmp_path, settings):
     settings.THUMBS_DIR = root / "thumbs"
     settings.MODELS_DIR = root / "models"
     settings.INBOX_DIR.mkdir(parents=True)
+    settings.KOALA_SETTLE_SECONDS = 0  # tests write files and score them at once
     # no collectstatic in tests: plain static storage instead of whitenoise's manifest
-    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
     return root
 
 
@@ -73,12 +77,31 @@ def put(inbox: Path, day: str, device: str, name: str, data: bytes, sidecar: dic
     return path
 
 
-def need_services() -> tuple[str, str] | None:
-    """(database url, broker url) when PostgreSQL and Redis are configured, else skip (or fail in CI)."""
+def _unreachable(db: str, broker: str) -> str:
+    import psycopg
+    import redis
+
+    try:
+        redis.Redis.from_url(broker, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        return f"Redis at {broker} is unreachable ({exc})"
+    try:
+        psycopg.connect(db.replace("postgres://", "postgresql://", 1), connect_timeout=3).close()
+    except psycopg.Error as exc:
+        return f"PostgreSQL at {db} is unreachable ({exc})"
+    return ""
+
+
+def need_services() -> tuple[str, str]:
+    """(database url, broker url) when PostgreSQL and Redis are configured and answer, else skip
+    (or fail when KOALA_REQUIRE_SERVICES=1, as in CI)."""
     db, broker = os.environ.get("DATABASE_URL", ""), os.environ.get("CELERY_BROKER_URL", "")
     if db.startswith("postgres") and broker.startswith("redis"):
-        return db, broker
-    reason = "needs PostgreSQL and Redis: set DATABASE_URL=postgres://... and CELERY_BROKER_URL=redis://..."
+        reason = _unreachable(db, broker)
+        if not reason:
+            return db, broker
+    else:
+        reason = "needs PostgreSQL and Redis: set DATABASE_URL=postgres://... and CELERY_BROKER_URL=redis://..."
     if os.environ.get("KOALA_REQUIRE_SERVICES") == "1":
         pytest.fail(reason + " (KOALA_REQUIRE_SERVICES=1)")
     pytest.skip(reason)

@@ -10,8 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
+from urllib.parse import urlsplit, urlunsplit
 
-import dj_database_url
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -29,9 +29,9 @@ DAY = "2026-11-21"
 def worker(data_root):
     """Start `celery worker` (2 processes) on a queue of its own, pointed at the test database."""
     db_url, broker = need_services()
-    cfg = dj_database_url.parse(db_url)
-    test_db = connection.settings_dict["NAME"]
-    worker_db = db_url.rsplit("/", 1)[0] + "/" + test_db if cfg["NAME"] != test_db else db_url
+    test_db = connection.settings_dict["NAME"]  # pytest-django's test database
+    parts = urlsplit(db_url)
+    worker_db = urlunsplit(parts._replace(path="/" + test_db))
     queue = f"test-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
@@ -42,14 +42,34 @@ def worker(data_root):
         "KOALA_QUEUE": queue,
         "KOALA_BATCH_SIZE": "10",
         "KOALA_ORT_THREADS": "1",
+        "KOALA_SETTLE_SECONDS": "0",
     }
     for key in ("KOALA_INBOX_DIR", "KOALA_SORTED_DIR", "KOALA_THUMBS_DIR", "KOALA_MODELS_DIR"):
         env.pop(key, None)
     log = open(data_root / "worker.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "monitor", "worker", "-Q", queue, "-c", "2", "-n", f"{queue}@%h",
-         "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "monitor",
+            "worker",
+            "-Q",
+            queue,
+            "-c",
+            "2",
+            "-n",
+            f"{queue}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     old = celery_app.conf.task_default_queue, celery_app.conf.task_always_eager
     celery_app.conf.task_default_queue, celery_app.conf.task_always_eager = queue, False

@@ -3,16 +3,20 @@ PostgreSQL (whatever DATABASE_URL says), real folders."""
 
 import datetime as dt
 import hashlib
+import json
+import os
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from liveness import demo
-from monitor import services
+from monitor import services, tasks
 from monitor.models import Image, InboxFile, Run
 from tests.conftest import jpeg_bytes, put, sidecar_for
 
@@ -39,7 +43,9 @@ def inbox_files(root: Path) -> list[Path]:
 
 
 def snapshot(root: Path) -> dict:
-    return {p: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest()) for p in root.rglob("*") if p.is_file()}
+    return {
+        p: (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest()) for p in root.rglob("*") if p.is_file()
+    }
 
 
 def score(*days: str, **kw) -> list[Run]:
@@ -47,9 +53,7 @@ def score(*days: str, **kw) -> list[Run]:
 
 
 def folder_counts() -> Counter:
-    return Counter(
-        (p.parent.parent.name, p.parent.name) for p in settings.SORTED_DIR.rglob("*") if p.is_file()
-    )
+    return Counter((p.parent.parent.name, p.parent.name) for p in settings.SORTED_DIR.rglob("*") if p.is_file())
 
 
 def db_counts() -> Counter:
@@ -209,15 +213,133 @@ def test_it_gates_low_quality_faces_but_still_scores_them(inbox, demo_ensemble):
 
 
 @pytest.mark.django_db
-def test_it_scores_a_claimed_batch_only_once(inbox, demo_ensemble):
+def test_it_leaves_files_claimed_by_another_batch_alone(inbox, demo_ensemble):
     run = services.start_run(dt.date.fromisoformat(DAYS[0]))
     ids = services.discover(run)
+    other = services._claim(ids[:10], "another-worker")
+    assert len(other) == 10
 
-    first = services.score_batch(run.pk, ids[:10])
-    second = services.score_batch(run.pk, ids[:10])
+    mine = services.score_batch(run.pk, ids[:15])
 
-    assert first["files"] == 10 and second["files"] == 0
-    assert Run.objects.get(pk=run.pk).processed == 10
+    assert mine["files"] == 5  # only the five nobody had claimed
+    assert InboxFile.objects.filter(pk__in=ids[:10], status=InboxFile.PENDING).count() == 10
+    # the other worker died: once its claim expires, the files come back
+    InboxFile.objects.filter(claimed_by="another-worker").update(claimed_until=timezone.now() - dt.timedelta(seconds=1))
+    assert services.score_batch(run.pk, ids[:10])["files"] == 10
+    assert not InboxFile.objects.filter(pk__in=ids[:15], status=InboxFile.PENDING).exists()
+
+
+@pytest.mark.django_db
+def test_it_lets_a_retried_batch_take_its_own_files_again(inbox, demo_ensemble):
+    run = services.start_run(dt.date.fromisoformat(DAYS[0]))
+    ids = services.discover(run)[:8]
+    services._claim(ids, services.batch_token(run.pk, ids))  # the first attempt claimed, then failed
+
+    assert services.score_batch(run.pk, ids)["files"] == 8
+
+
+@pytest.mark.django_db
+def test_it_reports_a_run_whose_files_are_still_claimed_as_not_done(inbox, demo_ensemble):
+    run = services.start_run(dt.date.fromisoformat(DAYS[0]))
+    ids = services.discover(run)
+    services._claim(ids[:3], "a-worker-that-died")
+
+    for batch in services.chunks(ids, 20):
+        services.score_batch(run.pk, batch)
+    run = services.finish_run(run.pk)
+
+    assert run.status == Run.FAILED
+    assert run.errors[0]["reason"] == "3 files are still pending; re-run the day to finish them"
+
+
+@pytest.mark.django_db
+def test_it_keeps_labels_when_a_day_is_scored_again(inbox, demo_ensemble):
+    score(DAYS[0])
+    im = Image.objects.filter(day=DAYS[0], label="").exclude(score=None).first()
+    Image.objects.filter(pk=im.pk).update(label="attack", attack_type="replay")  # a reviewer's verdict
+
+    score(DAYS[0], rescore=True)
+
+    im.refresh_from_db()
+    assert (im.label, im.attack_type) == ("attack", "replay")
+
+
+@pytest.mark.django_db
+def test_it_never_reads_through_a_link_out_of_the_inbox(inbox, demo_ensemble, tmp_path):
+    secret = tmp_path / "elsewhere"
+    secret.mkdir()
+    s = demo.render_sample(np.random.default_rng(8), label="genuine", face_size=200)
+    (secret / "private.jpg").write_bytes(jpeg_bytes(s))
+    (inbox / DAYS[0] / "linked-device").symlink_to(secret, target_is_directory=True)
+
+    score(DAYS[0])
+
+    f = InboxFile.objects.get(path=f"{DAYS[0]}/linked-device/private.jpg")
+    assert f.status == InboxFile.FAILED and "outside the inbox" in f.reason
+    assert f.image is None and not list(settings.SORTED_DIR.rglob("*private*"))
+
+
+@pytest.mark.django_db
+def test_it_waits_for_a_file_that_is_still_being_written(inbox, demo_ensemble, settings):
+    settings.KOALA_SETTLE_SECONDS = 60
+    old = time.time() - 120
+    for p in (inbox / DAYS[0]).rglob("*"):
+        os.utime(p, (old, old))
+    s = demo.render_sample(np.random.default_rng(2), label="genuine", face_size=200)
+    fresh = put(inbox, DAYS[0], "phone-01", "arriving.jpg", jpeg_bytes(s)[:5000])  # half copied
+
+    score(DAYS[0])
+    assert not InboxFile.objects.filter(path__endswith="arriving.jpg").exists()
+
+    fresh.write_bytes(jpeg_bytes(s))  # the copy finished a while ago
+    os.utime(fresh, (old, old))
+    score(DAYS[0])
+    assert InboxFile.objects.get(path__endswith="arriving.jpg").image.category != "unreadable"
+
+
+@pytest.mark.django_db
+def test_it_keeps_scoring_through_hostile_sidecars(inbox, demo_ensemble):
+    s = demo.render_sample(np.random.default_rng(6), label="attack", attack_type="print", face_size=200)
+    box = sidecar_for(s)["face"]
+    put(inbox, DAYS[0], "phone-01", "nan.jpg", jpeg_bytes(s, 80), f'{{"face": {json.dumps(box)}, "blur": NaN}}')
+    put(
+        inbox,
+        DAYS[0],
+        "phone-01",
+        "nul.jpg",
+        jpeg_bytes(s, 81),
+        {"face": box, "subject": "a\u0000b", "site": "x" * 5000},
+    )
+    put(
+        inbox,
+        DAYS[0],
+        "phone-01",
+        "type.jpg",
+        jpeg_bytes(s, 82),
+        {"face": box, "label": "attack", "attack_type": "p" * 80},
+    )
+
+    (run,) = score(DAYS[0])
+
+    assert run.status == Run.DONE
+    for name in ("nan", "nul", "type"):
+        im = Image.objects.get(path=f"{DAYS[0]}/phone-01/{name}.jpg")
+        assert im.score is not None and im.box_w == box["w"]
+    assert Image.objects.get(path__endswith="nan.jpg").blur_source == "measured"
+    assert any("attack_type" in n for n in Image.objects.get(path__endswith="type.jpg").notes)
+
+
+@pytest.mark.django_db
+def test_it_marks_the_run_failed_when_scoring_breaks(inbox, demo_ensemble, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("model file vanished")
+
+    monkeypatch.setattr(services, "load_ensemble", broken)
+    with pytest.raises(RuntimeError):
+        tasks.score_day.delay(DAYS[0])
+
+    run = Run.objects.get()
+    assert run.status == Run.FAILED and "model file vanished" in run.errors[0]["reason"]
 
 
 @pytest.mark.django_db

@@ -8,17 +8,24 @@ from tests.conftest import ROOT
 
 def settings_in_env(env: dict, expr: str) -> subprocess.CompletedProcess:
     code = f"import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'monitor.settings'); django.setup(); from django.conf import settings as s; print(*[{expr}], sep=chr(10))"
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True
+    )
 
 
 def test_it_derives_every_folder_from_the_data_root(tmp_path):
-    out = settings_in_env({"KOALA_DATA_DIR": str(tmp_path)}, "s.INBOX_DIR, s.SORTED_DIR, s.THUMBS_DIR, s.MODELS_DIR, s.DATABASES['default']['NAME']")
+    out = settings_in_env(
+        {"KOALA_DATA_DIR": str(tmp_path)},
+        "s.INBOX_DIR, s.SORTED_DIR, s.THUMBS_DIR, s.MODELS_DIR, s.DATABASES['default']['NAME']",
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [str(tmp_path / p) for p in ("inbox", "sorted", "thumbs", "models", "koala.sqlite3")]
 
 
 def test_it_lets_one_folder_move_on_its_own(tmp_path):
-    out = settings_in_env({"KOALA_DATA_DIR": str(tmp_path), "KOALA_INBOX_DIR": "/mnt/inbox"}, "s.INBOX_DIR, s.SORTED_DIR")
+    out = settings_in_env(
+        {"KOALA_DATA_DIR": str(tmp_path), "KOALA_INBOX_DIR": "/mnt/inbox"}, "s.INBOX_DIR, s.SORTED_DIR"
+    )
     assert out.stdout.split() == ["/mnt/inbox", str(tmp_path / "sorted")]
 
 

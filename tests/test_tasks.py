@@ -17,7 +17,14 @@ from tests.conftest import jpeg_bytes, put, sidecar_for
 def drop_faces(day: dt.date, n: int, seed: int = 0, device: str = "phone-01"):
     for i in range(n):
         s = demo.render_sample(np.random.default_rng([seed, i]), label="genuine", face_size=180)
-        put(settings.INBOX_DIR, day.isoformat(), device, f"f{seed}_{i}.jpg", jpeg_bytes(s), sidecar_for(s, labelled=False))
+        put(
+            settings.INBOX_DIR,
+            day.isoformat(),
+            device,
+            f"f{seed}_{i}.jpg",
+            jpeg_bytes(s),
+            sidecar_for(s, labelled=False),
+        )
 
 
 @pytest.mark.django_db

@@ -107,7 +107,9 @@ def brute_force(scores, is_attack, f):
     k = math.ceil(f * g - 1e-9)
     best = None
     for t in set(scores):
-        if sum(1 for s, a in zip(scores, is_attack, strict=True) if not a and s <= t) <= k and (best is None or t > best):
+        if sum(1 for s, a in zip(scores, is_attack, strict=True) if not a and s <= t) <= k and (
+            best is None or t > best
+        ):
             best = t
     if best is None:
         return None, 0, 0

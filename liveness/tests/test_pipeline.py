@@ -148,7 +148,10 @@ def test_it_measures_blur_when_the_sidecar_has_none(pipeline, encode, textured):
     sharp = encode(textured((300, 300), seed=1), "PNG")
     flat = image(encode, (230, 130, 30), fmt="PNG")
     a, b = pipeline.analyse(
-        [FileInput(sharp, json.dumps({"face": GOOD_BOX}).encode()), FileInput(flat, json.dumps({"face": GOOD_BOX}).encode())]
+        [
+            FileInput(sharp, json.dumps({"face": GOOD_BOX}).encode()),
+            FileInput(flat, json.dumps({"face": GOOD_BOX}).encode()),
+        ]
     )
     assert a.quality.blur_source == "measured" and a.quality.failed_gates == []
     assert b.quality.failed_gates == ["blur"] and b.category == "low_quality"
@@ -186,7 +189,10 @@ def test_it_asks_the_detector_when_the_sidecar_has_no_box(tmp_path, encode):
 
     p = Pipeline(make_ensemble(tmp_path), detector=detector)
     r, with_box = p.analyse(
-        [FileInput(image(encode, (230, 130, 30)), sidecar()), FileInput(image(encode, (230, 130, 30)), sidecar(face=GOOD_BOX))]
+        [
+            FileInput(image(encode, (230, 130, 30)), sidecar()),
+            FileInput(image(encode, (230, 130, 30)), sidecar(face=GOOD_BOX)),
+        ]
     )
     assert seen == [(300, 300)]  # only for the image without a sidecar box
     assert (r.box_source, r.detection_score, r.category) == ("detector", 0.93, "live")

@@ -8,7 +8,15 @@ ROLES = {
     "viewer": VIEW,
     "reviewer": VIEW + ["change_image"],
     "admin": VIEW
-    + ["change_image", "add_run", "change_run", "add_ensemble", "change_ensemble", "add_modelversion", "change_modelversion"],
+    + [
+        "change_image",
+        "add_run",
+        "change_run",
+        "add_ensemble",
+        "change_ensemble",
+        "add_modelversion",
+        "change_modelversion",
+    ],
 }
 
 

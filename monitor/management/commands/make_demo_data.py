@@ -27,7 +27,9 @@ class Command(ProgressCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--out", type=Path, default=None, help=f"inbox folder to write (default: {settings.INBOX_DIR})")
+        parser.add_argument(
+            "--out", type=Path, default=None, help=f"inbox folder to write (default: {settings.INBOX_DIR})"
+        )
         parser.add_argument("--days", type=positive_int, default=14, help="number of days (default 14)")
         parser.add_argument("--per-day", type=positive_int, default=150, help="images per day, about (default 150)")
         parser.add_argument("--seed", type=int, default=0, help="random seed; another seed adds new files")

@@ -41,7 +41,10 @@ class Command(ProgressCommand):
             bar = self.progress_bar(desc=str(day))
             try:
                 run = services.run_day(
-                    day, rescore=rescore, batch_size=batch_size, progress=bar.update,
+                    day,
+                    rescore=rescore,
+                    batch_size=batch_size,
+                    progress=bar.update,
                     total=lambda n, bar=bar: setattr(bar, "total", n) or bar.refresh(),
                 )
             finally:
