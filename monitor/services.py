@@ -26,7 +26,7 @@ from django.utils import timezone
 from liveness.decode import UnreadableImage, decode_image
 from liveness.ensemble import Ensemble as LiveEnsemble
 from liveness.manifest import parse_model_text
-from liveness.pipeline import FileInput, ImageResult, Pipeline
+from liveness.pipeline import THUMB_SIDE, FileInput, ImageResult, Pipeline
 from liveness.quality import Gates
 from liveness.runtime import LivenessModel
 
@@ -402,7 +402,7 @@ def finish_run(run_id: int, batch_results: list[dict] | None = None) -> Run:
         finished_at=timezone.now(),
     )
     run.refresh_from_db()
-    log.info("run %s of %s done: %s", run.pk, run.day, counts)
+    log.info("run %s of %s %s: %s", run.pk, run.day, run.status, counts)
     return run
 
 
@@ -462,7 +462,7 @@ def write_files(im: Image, decoded=None) -> None:
         if thumb is None and src.exists():
             try:
                 thumb = decode_image(src.read_bytes()).image
-                thumb.thumbnail((256, 256))
+                thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
             except (OSError, UnreadableImage):
                 thumb = None
         if thumb is not None:

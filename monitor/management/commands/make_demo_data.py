@@ -48,8 +48,7 @@ class Command(ProgressCommand):
 
             def progress(done, total):
                 bar.total = total
-                bar.n = done
-                bar.refresh()
+                bar.update(done - bar.n)
 
             summary = demo.generate_inbox(out, days=days, per_day=per_day, seed=seed, end_day=end, progress=progress)
         parts = ", ".join(f"{k}: {v}" for k, v in summary.items() if not isinstance(v, dict))
