@@ -180,3 +180,34 @@ class InboxFile(models.Model):
 
     def __str__(self):
         return self.path
+
+
+class DailyMetric(models.Model):
+    """One day's figures for one ensemble, per device and for all devices (device = NULL).
+
+    The decision figures count images that passed the quality gates (the `live` and `attack`
+    folders): flag rate = attack / (live + attack); on labelled ones, FPR = genuine flagged /
+    genuine and TPR = attacks flagged / attacks (positive = attack, SPEC section 2).
+    """
+
+    day = models.DateField()
+    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.CASCADE)
+    ensemble = models.ForeignKey(Ensemble, null=True, blank=True, on_delete=models.CASCADE)
+    threshold = models.FloatField(null=True)
+    model_versions = models.JSONField(default=dict, blank=True)
+    images = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict, blank=True, help_text="images per category")
+    scored = models.PositiveIntegerField(default=0, help_text="passed the gates and got a decision")
+    flagged = models.PositiveIntegerField(default=0)
+    genuine = models.PositiveIntegerField(default=0)
+    fp = models.PositiveIntegerField(default=0)
+    attacks = models.PositiveIntegerField(default=0)
+    tp = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["day", "device"])]
+        ordering = ["day"]
+
+    def __str__(self):
+        return f"{self.day} {self.device or 'all devices'}"

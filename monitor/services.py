@@ -30,6 +30,7 @@ from liveness.pipeline import THUMB_SIDE, FileInput, ImageResult, Pipeline
 from liveness.quality import Gates
 from liveness.runtime import LivenessModel
 
+from . import daily
 from .models import Device, Ensemble, Image, InboxFile, Run
 
 log = logging.getLogger(__name__)
@@ -401,6 +402,7 @@ def finish_run(run_id: int, batch_results: list[dict] | None = None) -> Run:
         timings=timings,
         finished_at=timezone.now(),
     )
+    daily.compute_day(run.day)
     run.refresh_from_db()
     log.info("run %s of %s %s: %s", run.pk, run.day, run.status, counts)
     return run
