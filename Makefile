@@ -6,7 +6,7 @@ DEMO_DAYS ?= 14
 DEMO_PER_DAY ?= 150
 export KOALA_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: run install demo serve test lint format bench clean
+.PHONY: run install test lint format bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ lint: install
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+## benchmarks (not tests): prints a table and writes bench/results/*.json
+bench: install
+	$(PY) -m bench.gallery
 
 clean:
 	rm -rf data staticfiles .pytest_cache

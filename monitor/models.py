@@ -1,5 +1,6 @@
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 CATEGORIES = ["live", "attack", "low_quality", "no_face", "unreadable"]
 CATEGORY_CHOICES = [(c, c.replace("_", " ")) for c in CATEGORIES]
@@ -90,6 +91,24 @@ class Run(models.Model):
     @property
     def progress(self) -> float:
         return self.processed / self.total if self.total else (1.0 if self.status == self.DONE else 0.0)
+
+    @property
+    def duration_text(self) -> str:
+        """ "42 s", "3 min 07 s", "1 h 02 min"; while running, the time so far."""
+        if self.started_at is None:
+            return ""
+        end = self.finished_at or (timezone.now() if self.status == self.RUNNING else None)
+        if end is None:
+            return ""
+        minutes, seconds = divmod(int((end - self.started_at).total_seconds()), 60)
+        hours, minutes = divmod(minutes, 60)
+        return (
+            f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+        )
+
+    @property
+    def category_counts(self) -> list[tuple[str, int]]:
+        return [(c, self.counts[c]) for c in CATEGORIES if self.counts.get(c)]
 
 
 class Image(models.Model):
@@ -211,3 +230,16 @@ class DailyMetric(models.Model):
 
     def __str__(self):
         return f"{self.day} {self.device or 'all devices'}"
+
+
+class ApiToken(models.Model):
+    """A token for scripts: `Authorization: Bearer <token>`. Only its sha256 is stored."""
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    token_sha256 = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.name} ({self.user})"

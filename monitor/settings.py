@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import plotly
 from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -64,6 +65,9 @@ INBOX_DIR = env_path("KOALA_INBOX_DIR", DATA_DIR / "inbox")
 SORTED_DIR = env_path("KOALA_SORTED_DIR", DATA_DIR / "sorted")
 THUMBS_DIR = env_path("KOALA_THUMBS_DIR", DATA_DIR / "thumbs")
 MODELS_DIR = env_path("KOALA_MODELS_DIR", DATA_DIR / "models")
+
+# nginx serves protected files from internal locations /protected/inbox/ and /protected/thumbs/
+KOALA_X_ACCEL_REDIRECT = env_bool("KOALA_X_ACCEL_REDIRECT", False)
 
 # --- scoring ---
 KOALA_BATCH_SIZE = env_int("KOALA_BATCH_SIZE", 64)  # files per Celery batch task
@@ -147,7 +151,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env_path("STATIC_ROOT", BASE_DIR / "staticfiles")
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# Plotly's browser bundle comes from the pinned plotly package (no CDN): static/vendor/plotly/plotly.min.js
+STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/plotly", Path(plotly.__file__).parent / "package_data")]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

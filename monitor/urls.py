@@ -1,11 +1,26 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, register_converter
 
-from . import views
+from .converters import DayConverter
+from .views import api, gallery, media, overview, runs
+
+register_converter(DayConverter, "day")
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", overview.overview, name="home"),
+    path("days/<day:day>/", gallery.day_gallery, name="gallery"),
+    path("images/<int:pk>/", gallery.image_detail, name="image"),
+    path("images/<int:pk>/file", media.image_file, name="image-file"),
+    path("images/<int:pk>/thumb", media.thumbnail, name="thumb"),
+    path("runs/", runs.run_list, name="runs"),
+    path("runs/start", runs.start, name="run-start"),
+    path("runs/<int:pk>/", runs.run_detail, name="run"),
+    path("runs/<int:pk>/status", runs.status, name="run-status"),
+    path("api/days", api.days, name="api-days"),
+    path("api/days/<day:day>/images", api.day_images, name="api-day-images"),
+    path("api/images/<int:pk>", api.image, name="api-image"),
+    path("api/metrics", api.metrics, name="api-metrics"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -111,3 +111,20 @@ def solid_png(color=(128, 128, 128), size=(64, 64)) -> bytes:
     buf = io.BytesIO()
     PILImage.new("RGB", size, color).save(buf, "PNG")
     return buf.getvalue()
+
+
+PERSONAS = ("viewer", "reviewer", "admin")
+
+
+@pytest.fixture
+def personas(db):
+    """One user per role (and `nobody`: logged in, in no group), keyed by role."""
+    from django.contrib.auth.models import Group, User
+
+    users = {}
+    for role in PERSONAS:
+        user = User.objects.create_user(f"{role}-user", password="a-long-test-password", is_staff=role == "admin")
+        user.groups.add(Group.objects.get(name=role))
+        users[role] = user
+    users["nobody"] = User.objects.create_user("nobody", password="a-long-test-password")
+    return users

@@ -98,7 +98,7 @@ def wait_for_run(run_id: int, proc, log_path, timeout: float = 240) -> Run:
 
 
 @pytest.mark.integration
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_it_scores_a_day_in_batches_on_a_real_worker(demo_ensemble, worker, data_root, tmp_path):
     out = tmp_path / "gen"
     demo.generate_inbox(out, days=1, per_day=45, seed=11, end_day=dt.date.fromisoformat(DAY))

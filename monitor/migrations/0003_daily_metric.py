@@ -5,34 +5,43 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('monitor', '0002_roles'),
+        ("monitor", "0002_roles"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DailyMetric',
+            name="DailyMetric",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField()),
-                ('threshold', models.FloatField(null=True)),
-                ('model_versions', models.JSONField(blank=True, default=dict)),
-                ('images', models.PositiveIntegerField(default=0)),
-                ('counts', models.JSONField(blank=True, default=dict, help_text='images per category')),
-                ('scored', models.PositiveIntegerField(default=0, help_text='passed the gates and got a decision')),
-                ('flagged', models.PositiveIntegerField(default=0)),
-                ('genuine', models.PositiveIntegerField(default=0)),
-                ('fp', models.PositiveIntegerField(default=0)),
-                ('attacks', models.PositiveIntegerField(default=0)),
-                ('tp', models.PositiveIntegerField(default=0)),
-                ('computed_at', models.DateTimeField(auto_now=True)),
-                ('device', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, to='monitor.device')),
-                ('ensemble', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, to='monitor.ensemble')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("day", models.DateField()),
+                ("threshold", models.FloatField(null=True)),
+                ("model_versions", models.JSONField(blank=True, default=dict)),
+                ("images", models.PositiveIntegerField(default=0)),
+                ("counts", models.JSONField(blank=True, default=dict, help_text="images per category")),
+                ("scored", models.PositiveIntegerField(default=0, help_text="passed the gates and got a decision")),
+                ("flagged", models.PositiveIntegerField(default=0)),
+                ("genuine", models.PositiveIntegerField(default=0)),
+                ("fp", models.PositiveIntegerField(default=0)),
+                ("attacks", models.PositiveIntegerField(default=0)),
+                ("tp", models.PositiveIntegerField(default=0)),
+                ("computed_at", models.DateTimeField(auto_now=True)),
+                (
+                    "device",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, to="monitor.device"
+                    ),
+                ),
+                (
+                    "ensemble",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, to="monitor.ensemble"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['day'],
-                'indexes': [models.Index(fields=['day', 'device'], name='monitor_dai_day_38d698_idx')],
+                "ordering": ["day"],
+                "indexes": [models.Index(fields=["day", "device"], name="monitor_dai_day_38d698_idx")],
             },
         ),
     ]

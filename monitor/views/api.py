@@ -1,0 +1,273 @@
+"""JSON API for scripts (session or token auth, see monitor/api_auth.py).
+
+- `GET /api/days?from=&to=`: days with image counts per category, newest first.
+- `GET /api/days/<day>/images?<gallery filters>&limit=`: one keyset page of the day's images,
+  with exactly the gallery's filters and order (monitor/browse.py); `next` is the URL of the
+  following page (or null).
+- `GET /api/images/<pk>`: every stored value of one image.
+- `GET /api/metrics?from=&to=&device=`: the stored daily figures (DailyMetric) with counts and
+  95% Wilson intervals; by default the last 30 days that have figures.
+
+Dates are YYYY-MM-DD. Rates follow SPEC section 2: positive = attack; flag rate = attack
+decisions / images that passed the gates; FPR = genuine flagged / genuine; TPR = attacks
+flagged / attacks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from django.db.models import Count
+from django.http import JsonResponse
+from django.urls import reverse
+
+from liveness.metrics import wilson
+
+from ..access import get_image_for_user
+from ..api_auth import ApiError, api_view
+from ..browse import BrowseForm, category_counts, page
+from ..models import CATEGORIES, DailyMetric, Device, Image
+
+DEFAULT_LIMIT, MAX_LIMIT = 100, 500
+DEFAULT_METRIC_DAYS = 30
+
+
+# -- parameters ------------------------------------------------------------------------------
+
+
+def _date_param(request, name: str) -> dt.date | None:
+    text = request.GET.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ValueError
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ApiError(
+            f"'{name}': {text!r} is not a date (expected YYYY-MM-DD)", {name: ["expected a date YYYY-MM-DD"]}
+        ) from None
+
+
+def _date_range(request) -> tuple[dt.date | None, dt.date | None]:
+    start, end = _date_param(request, "from"), _date_param(request, "to")
+    if start and end and start > end:
+        raise ApiError(f"empty range: 'from' ({start}) is after 'to' ({end})", {"__all__": ["'from' is after 'to'"]})
+    return start, end
+
+
+def _limit(request) -> int:
+    text = request.GET.get("limit", "").strip()
+    if not text:
+        return DEFAULT_LIMIT
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 1 <= value <= MAX_LIMIT:
+        message = f"an integer from 1 to {MAX_LIMIT}"
+        raise ApiError(f"'limit': {text!r} is not {message}", {"limit": [f"expected {message}"]})
+    return value
+
+
+def _form_error(form) -> ApiError:
+    parts = [
+        f"{'' if field == '__all__' else repr(field) + ': '}{'; '.join(messages)}"
+        for field, messages in form.errors.items()
+    ]
+    return ApiError("bad parameters: " + " / ".join(parts), form.errors)
+
+
+# -- serialisation ---------------------------------------------------------------------------
+
+
+def _url(request, name: str, *args) -> str:
+    return request.build_absolute_uri(reverse(name, args=args))
+
+
+def _box(im: Image) -> dict | None:
+    if im.box_w is None or im.box_h is None:
+        return None
+    return {"x": im.box_x, "y": im.box_y, "w": im.box_w, "h": im.box_h}
+
+
+def _urls(request, im: Image) -> dict:
+    return {
+        "api": _url(request, "api-image", im.pk),
+        "page": _url(request, "image", im.pk),
+        "file": None if im.category == "unreadable" else _url(request, "image-file", im.pk),
+        "thumbnail": _url(request, "thumb", im.pk) if im.has_thumbnail else None,
+    }
+
+
+def image_summary(request, im: Image) -> dict:
+    """An image in a list: what a script needs to choose which ones to look at."""
+    return {
+        "id": im.pk,
+        "day": im.day,
+        "device": im.device.name,
+        "captured_at": im.captured_at,
+        "category": im.category,
+        "decision": im.decision,
+        "score": im.score,
+        "threshold": im.threshold,
+        "scores": im.scores,
+        "disagreement": im.disagreement,
+        "label": im.label,
+        "attack_type": im.attack_type,
+        "box": _box(im),
+        "face_size": im.face_size,
+        "yaw": im.yaw,
+        "pitch": im.pitch,
+        "blur": im.blur,
+        "failed_gates": im.failed_gates,
+        "urls": _urls(request, im),
+    }
+
+
+def image_detail(request, im: Image) -> dict:
+    """Every stored column of the image under its model field name (foreign keys by name or id),
+    plus the face box as one object and the URLs of the file, thumbnail and pages."""
+    out: dict = {}
+    for field in Image._meta.concrete_fields:
+        out[field.name] = getattr(im, field.attname)
+    out["id"] = im.pk
+    out["device"] = im.device.name
+    out["ensemble"] = im.ensemble.name if im.ensemble_id else None
+    out["ensemble_id"] = im.ensemble_id
+    out["run"] = im.run_id
+    out["box"] = _box(im)
+    out["urls"] = _urls(request, im)
+    return out
+
+
+def _rate(k: int, n: int) -> dict:
+    r = wilson(k, n)
+    return {"k": r.k, "n": r.n, "rate": r.value if n else None, "low": r.low, "high": r.high, "too_few": r.too_few}
+
+
+# -- views -----------------------------------------------------------------------------------
+
+
+@api_view
+def days(request):
+    """Days with images, newest first, with per-category counts (one grouped query)."""
+    start, end = _date_range(request)
+    qs = Image.objects.all()
+    if start:
+        qs = qs.filter(day__gte=start)
+    if end:
+        qs = qs.filter(day__lte=end)
+    rows = qs.values_list("day", "category").annotate(n=Count("id")).order_by("-day")
+    by_day: dict[dt.date, dict[str, int]] = {}
+    for day, category, n in rows:
+        by_day.setdefault(day, dict.fromkeys(CATEGORIES, 0))[category] = n
+    return JsonResponse(
+        {
+            "from": start,
+            "to": end,
+            "days": [
+                {
+                    "day": day,
+                    "images": sum(counts.values()),
+                    "counts": counts,
+                    "images_url": _url(request, "api-day-images", day),
+                }
+                for day, counts in by_day.items()
+            ],
+        }
+    )
+
+
+@api_view
+def day_images(request, day: dt.date):
+    """One page of the day's images with the gallery's filters, sort and keyset cursor."""
+    form = BrowseForm(request.GET)
+    limit = _limit(request)
+    if not form.is_valid():
+        raise _form_error(form)
+    data = form.cleaned_data
+    result = page(day, data, limit)
+    next_url = None
+    if result.next_cursor:
+        params = request.GET.copy()
+        params["after"] = result.next_cursor
+        next_url = request.build_absolute_uri(f"{reverse('api-day-images', args=[day])}?{params.urlencode()}")
+    return JsonResponse(
+        {
+            "day": day,
+            "filters": {k: v for k, v in data.items() if k != "after" and v not in (None, "")},
+            "counts": category_counts(day, data),
+            "images": [image_summary(request, im) for im in result.images],
+            "next": next_url,
+        }
+    )
+
+
+@api_view
+def image(request, pk: int):
+    return JsonResponse(image_detail(request, get_image_for_user(request, pk)))
+
+
+@api_view
+def metrics(request):
+    """Per day (oldest first) the stored figures of all ensembles that scored it, for all devices
+    or one (`device=<name>`)."""
+    start, end = _date_range(request)
+    device_name = request.GET.get("device", "").strip()
+    qs = DailyMetric.objects.select_related("ensemble")
+    if device_name:
+        device = Device.objects.filter(name=device_name).first()
+        if device is None:
+            raise ApiError(f"'device': no device named {device_name!r}", {"device": ["unknown device"]})
+        qs = qs.filter(device=device)
+    else:
+        qs = qs.filter(device=None)
+    if start:
+        qs = qs.filter(day__gte=start)
+    if end:
+        qs = qs.filter(day__lte=end)
+    if not start:  # the last 30 days that have figures (up to `to`), or everything from `from`
+        recent = qs.values_list("day", flat=True).distinct().order_by("-day")[:DEFAULT_METRIC_DAYS]
+        days_with_data = list(recent)
+        if days_with_data:
+            qs = qs.filter(day__gte=min(days_with_data))
+    per_day: dict[dt.date, list[DailyMetric]] = {}
+    for m in qs.order_by("day", "id"):
+        per_day.setdefault(m.day, []).append(m)
+    return JsonResponse(
+        {
+            "from": start,
+            "to": end,
+            "device": device_name or None,
+            "days": [_day_figures(day, rows) for day, rows in per_day.items()],
+        }
+    )
+
+
+def _day_figures(day: dt.date, rows: list[DailyMetric]) -> dict:
+    """One day's figures. A day is normally scored by one ensemble; if more than one scored it
+    (or images without an ensemble were counted apart), the counts are summed and the threshold
+    and model versions are those of the ensemble that decided the most images."""
+    total = {
+        f: sum(getattr(m, f) for m in rows) for f in ("images", "scored", "flagged", "genuine", "fp", "attacks", "tp")
+    }
+    counts = dict.fromkeys(CATEGORIES, 0)
+    for m in rows:
+        for category, n in m.counts.items():
+            counts[category] = counts.get(category, 0) + n
+    main = max(rows, key=lambda m: (m.scored, m.threshold is not None, m.images))
+    return {
+        "day": day,
+        "images": total["images"],
+        "counts": counts,
+        "scored": total["scored"],
+        "flag_rate": _rate(total["flagged"], total["scored"]),
+        "fpr": _rate(total["fp"], total["genuine"]),
+        "tpr": _rate(total["tp"], total["attacks"]),
+        "threshold": main.threshold,
+        "model_versions": main.model_versions,
+        "ensemble": main.ensemble.name if main.ensemble else None,
+        "ensembles": sorted({m.ensemble.name for m in rows if m.ensemble}),
+    }

@@ -1,0 +1,197 @@
+"""The overview: the latest day's figures with Wilson intervals, per-day trends with interval
+bands and change markers, and the last runs.
+
+Everything comes from DailyMetric rows (SPEC section 5) and the Run table, with a fixed number
+of queries whatever the range: no per-image or per-day queries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db.models import Max, Q, Subquery
+from django.shortcuts import render
+
+from liveness.metrics import Rate, wilson
+
+from ..access import VIEW, require
+from ..models import CATEGORIES, DailyMetric, Device, Ensemble, Run
+
+RANGES = (30, 90, 365)
+DEFAULT_RANGE = 30
+RUNS_SHOWN = 10
+
+# (key, our name, ISO/IEC 30107-3 name, numerator field, denominator field, what it counts)
+RATES = [
+    ("flag_rate", "Flag rate", "", "flagged", "scored", "attack decisions / scored images"),
+    ("fpr", "FPR", "BPCER", "fp", "genuine", "genuine flagged / labelled genuine"),
+    ("tpr", "TPR", "1 − APCER, attack types pooled", "tp", "attacks", "attacks flagged / labelled attacks"),
+]
+
+
+def _range(value: str | None) -> tuple[int, str]:
+    """The number of days to show and an error to display (invalid values fall back to 30)."""
+    if value in (None, ""):
+        return DEFAULT_RANGE, ""
+    try:
+        days = int(value)
+    except ValueError:
+        days = None
+    if days in RANGES:
+        return days, ""
+    return DEFAULT_RANGE, f"Unknown range “{value}”: showing {DEFAULT_RANGE} days (choose 30, 90 or 365)."
+
+
+def _pick(rows: list[DailyMetric], active_id: int | None) -> DailyMetric:
+    """One row per day: the active ensemble's, else the ensemble with the most images."""
+    for r in rows:
+        if active_id is not None and r.ensemble_id == active_id:
+            return r
+    return max(rows, key=lambda r: (r.images, r.ensemble_id or 0))
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _kpi(rate: Rate, name: str, iso: str, meaning: str) -> dict:
+    return {
+        "name": name,
+        "iso": iso,
+        "meaning": meaning,
+        "k": rate.k,
+        "n": rate.n,
+        "value": _pct(rate.value) if rate.n else "—",
+        "counts": f"{rate.k} / {rate.n}",
+        "interval": f"{_pct(rate.low)} – {_pct(rate.high)}" if rate.n else "",
+        "too_few": rate.too_few,
+    }
+
+
+def _versions_change(before: dict, after: dict) -> str:
+    names = sorted(set(before) | set(after))
+    parts = [f"{n}: {before.get(n, 'none')} → {after.get(n, 'none')}" for n in names if before.get(n) != after.get(n)]
+    return "models " + "; ".join(parts)
+
+
+def _markers(chosen: list[DailyMetric]) -> list[dict]:
+    """Days where the threshold or the model versions differ from the previous day that had them
+    (days with no scored image carry neither and are skipped, not counted as a change)."""
+    markers = []
+    last_threshold, last_versions, last_ensemble = None, None, None
+    for m in chosen:
+        changes = []
+        if m.ensemble_id is not None:
+            if last_ensemble is not None and m.ensemble_id != last_ensemble.id:
+                changes.append(f"ensemble {last_ensemble.name} → {m.ensemble.name}")
+            last_ensemble = m.ensemble
+        if m.threshold is not None:
+            if last_threshold is not None and m.threshold != last_threshold:
+                changes.append(f"threshold {last_threshold:g} → {m.threshold:g}")
+            last_threshold = m.threshold
+        if m.model_versions:
+            if last_versions is not None and m.model_versions != last_versions:
+                changes.append(_versions_change(last_versions, m.model_versions))
+            last_versions = m.model_versions
+        if changes:
+            markers.append({"day": m.day.isoformat(), "text": "; ".join(changes)})
+    return markers
+
+
+def _trend(by_day: dict[dt.date, DailyMetric], start: dt.date, end: dt.date) -> dict:
+    """Per-day series over every day of the range; a day without data (or a rate without a
+    denominator) is null, so the charts show a gap, not a zero."""
+    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    rates = {}
+    for key, name, iso, num, den, _ in RATES:
+        series = {"name": name, "iso": iso, "k": [], "n": [], "value": [], "low": [], "high": [], "too_few": []}
+        for day in days:
+            m = by_day.get(day)
+            n = getattr(m, den) if m else 0
+            if not n:
+                for field in ("k", "n", "value", "low", "high", "too_few"):
+                    series[field].append(None)
+                continue
+            r = wilson(getattr(m, num), n)
+            series["k"].append(r.k)
+            series["n"].append(r.n)
+            series["value"].append(r.value)
+            series["low"].append(r.low)
+            series["high"].append(r.high)
+            series["too_few"].append(r.too_few)
+        rates[key] = series
+    counts = {c: [by_day[d].counts.get(c, 0) if d in by_day else None for d in days] for c in CATEGORIES}
+    return {
+        "days": [d.isoformat() for d in days],
+        "rates": rates,
+        "counts": counts,
+        "images": [by_day[d].images if d in by_day else None for d in days],
+    }
+
+
+@require(VIEW)
+def overview(request):
+    errors = []
+    range_days, error = _range(request.GET.get("days"))
+    if error:
+        errors.append(error)
+
+    devices = list(Device.objects.order_by("name").values_list("id", "name"))
+    device_name = request.GET.get("device", "")
+    device_id = dict((name, pk) for pk, name in devices).get(device_name)
+    if device_name and device_id is None:
+        errors.append(f"Unknown device “{device_name}”: showing all devices.")
+        device_name = ""
+
+    active = Ensemble.objects.filter(is_active=True).first()
+    active_id = active.pk if active else None
+
+    # the range ends on the latest day with figures for any device, so a silent device shows gaps
+    end = DailyMetric.objects.aggregate(last=Max("day"))["last"]
+    kpis, kpi_row, trend, markers, start = None, None, None, [], None
+    if end is not None:
+        start = end - dt.timedelta(days=range_days - 1)
+        scope = (
+            DailyMetric.objects.filter(device_id=device_id) if device_id else DailyMetric.objects.filter(device=None)
+        )
+        # the last day before the range with a threshold, to tell whether the first day changed it
+        before = scope.filter(day__lt=start).exclude(threshold=None).order_by("-day").values("day")[:1]
+        rows = list(
+            scope.filter(Q(day__gte=start, day__lte=end) | Q(day=Subquery(before)))
+            .select_related("ensemble")
+            .order_by("day", "ensemble_id")
+        )
+        per_day: dict[dt.date, list[DailyMetric]] = {}
+        for r in rows:
+            per_day.setdefault(r.day, []).append(r)
+        chosen = [_pick(day_rows, active_id) for _, day_rows in sorted(per_day.items())]
+        markers = [mk for mk in _markers(chosen) if mk["day"] >= start.isoformat()]
+        by_day = {m.day: m for m in chosen if m.day >= start}
+        trend = _trend(by_day, start, end)
+        trend["markers"] = markers
+        if by_day:
+            kpi_row = by_day[max(by_day)]
+            kpis = [
+                _kpi(wilson(getattr(kpi_row, num), getattr(kpi_row, den)), name, iso, meaning)
+                for _, name, iso, num, den, meaning in RATES
+            ]
+
+    runs = list(Run.objects.select_related("ensemble").order_by("-created_at")[:RUNS_SHOWN])
+
+    ctx = {
+        "errors": errors,
+        "ranges": RANGES,
+        "range_days": range_days,
+        "devices": [name for _, name in devices],
+        "device": device_name,
+        "ensemble": active,
+        "latest_day": end,
+        "start": start,
+        "kpi_row": kpi_row,
+        "kpi_counts": [(c, kpi_row.counts.get(c, 0)) for c in CATEGORIES] if kpi_row else [],
+        "kpis": kpis,
+        "markers": markers,
+        "data": trend,
+        "runs": runs,
+    }
+    return render(request, "monitor/overview.html", ctx)

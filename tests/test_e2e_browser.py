@@ -1,0 +1,113 @@
+"""End to end in Debian's headless chromium (Playwright drives the system browser; nothing is
+downloaded): log in, read the overview's Plotly chart, open a day gallery, filter, open an
+image, step to the next one."""
+
+import datetime as dt
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from liveness import demo
+from monitor import services
+from monitor.models import Image
+
+CHROMIUM = Path("/usr/bin/chromium")
+DAY = dt.date.today() - dt.timedelta(days=1)
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def browser_page():
+    if not CHROMIUM.exists():
+        reason = "needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+        if os.environ.get("KOALA_REQUIRE_SERVICES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(20_000)
+            try:
+                yield page
+            finally:
+                browser.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    _close_server_connections()
+
+
+def _close_server_connections():
+    """The live server's request threads may still hold PostgreSQL sessions, which would block
+    dropping the test database at the end of the run."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+
+@pytest.fixture
+def scored_days(demo_ensemble, settings, tmp_path):
+    out = tmp_path / "gen"
+    demo.generate_inbox(out, days=2, per_day=30, seed=21, end_day=DAY)
+    shutil.copytree(out, settings.INBOX_DIR, dirs_exist_ok=True)
+    for day in (DAY - dt.timedelta(days=1), DAY):
+        services.run_day(day)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_it_walks_from_login_to_the_next_image(live_server, browser_page, scored_days):
+    user = User.objects.create_user("vera", password="a-long-test-password")
+    user.groups.add(Group.objects.get(name="viewer"))
+    page = browser_page
+
+    page.goto(live_server.url + "/")
+    assert "/login/" in page.url
+    page.fill("input[name=username]", "vera")
+    page.fill("input[name=password]", "a-long-test-password")
+    page.click("button[type=submit]")
+    page.wait_for_url(live_server.url + "/")
+
+    # the overview's trend chart is drawn by Plotly and holds one point per day
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.js-plotly-plot')].some("
+        "el => (el.data || []).some(t => (t.x || []).length >= 2))"
+    )
+    assert page.locator(".js-plotly-plot .main-svg").count() > 0
+
+    page.click(f"a[href='/days/{DAY.isoformat()}/']")
+    page.wait_for_selector(".thumbs .thumb")
+    all_count = page.locator(".thumbs .thumb").count()
+    device = Image.objects.filter(day=DAY).values_list("device__name", flat=True).first()
+    page.select_option("select[name=device]", device)
+    page.click("#filters button[type=submit]")
+    page.wait_for_url(f"**device={device}**")
+    shown = page.locator(".thumbs .thumb").count()
+    assert 0 < shown <= all_count
+    assert shown == min(60, Image.objects.filter(day=DAY, device__name=device).count())
+
+    page.locator(".thumbs .thumb a").first.click()
+    page.wait_for_selector("#original")
+    first_url = page.url
+    assert page.evaluate("document.getElementById('original').naturalWidth") > 0  # the protected file loaded
+    page.click("#next")
+    page.wait_for_url(lambda url: url != first_url and "/images/" in url)
+    assert f"device={device}" in page.url  # the filter travels along
+    assert page.locator("h1").inner_text().startswith(f"{DAY.isoformat()}/{device}/")

@@ -1,0 +1,259 @@
+"""The overview: latest day's figures with Wilson intervals, trend series with gaps and change
+markers, range and device selectors, last runs; login required; bounded queries."""
+
+import datetime as dt
+import json
+import re
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from monitor import daily
+from monitor.models import DailyMetric, Run
+from tests import factories as f
+
+DAY = dt.date(2026, 11, 20)
+
+
+@pytest.fixture
+def viewer(db):
+    user = User.objects.create_user("vera", password="a-long-test-password")
+    user.groups.add(Group.objects.get(name="viewer"))
+    return user
+
+
+@pytest.fixture
+def client_in(client, viewer):
+    client.force_login(viewer)
+    return client
+
+
+def metric(day, device=None, ensemble=None, threshold=0.5, versions=None, **figures):
+    """A DailyMetric row; figures default to 100 scored images, nothing labelled."""
+    values = {"images": 100, "counts": {"live": 90, "attack": 10}, "scored": 100, "flagged": 10}
+    values.update(figures)
+    return DailyMetric.objects.create(
+        day=day,
+        device=f.device(device) if device else None,
+        ensemble=ensemble or f.ensemble(),
+        threshold=threshold,
+        model_versions={"m1": "m1@1:aaaa"} if versions is None else versions,
+        **values,
+    )
+
+
+def trend(response) -> dict:
+    match = re.search(
+        r'<script id="trend-data" type="application/json">(.*?)</script>', response.content.decode(), re.S
+    )
+    assert match, "no trend-data JSON on the page"
+    return json.loads(match.group(1))
+
+
+def card(html: str, name: str) -> str:
+    """The HTML of one KPI card."""
+    match = re.search(rf'<div class="ov-card[^"]*" data-kpi="{name}">.*?<div class="ov-card-meaning">', html, re.S)
+    assert match, f"no {name} card"
+    return match.group(0)
+
+
+@pytest.mark.django_db
+def test_it_redirects_anonymous_visitors_to_login(client):
+    response = client.get(reverse("home"), {"days": "90"})
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.django_db
+def test_it_shows_the_latest_days_fpr_with_counts_and_wilson_interval(client_in):
+    for i in range(40):  # 40 labelled genuine, 4 of them flagged: FPR 10%
+        f.image(day=DAY, score=0.2 if i < 4 else 0.9, label="genuine")
+    for _ in range(5):  # an earlier day with other figures must not be the one shown
+        f.image(day=DAY - dt.timedelta(days=1), score=0.1, label="genuine")
+    daily.compute_day(DAY - dt.timedelta(days=1))
+    daily.compute_day(DAY)
+
+    html = client_in.get(reverse("home")).content.decode()
+
+    fpr = card(html, "FPR")
+    assert "10.0%" in fpr and "4 / 40" in fpr
+    assert "95% CI 4.0% – 23.1%" in fpr  # wilson(4, 40) = 0.0396 .. 0.2305
+    assert "BPCER" in fpr
+    assert "too-few" not in fpr and "too few" not in fpr
+    flag = card(html, "Flag rate")
+    assert "4 / 40" in flag  # 4 flagged of 40 scored
+    assert "2026-11-20" in html and "2026-11-19</a>" not in html
+
+
+@pytest.mark.django_db
+def test_it_greys_out_rates_on_fewer_than_30_images(client_in):
+    metric(DAY, genuine=20, fp=3, attacks=30, tp=27)
+
+    html = client_in.get(reverse("home")).content.decode()
+
+    fpr = card(html, "FPR")
+    assert 'class="ov-card too-few"' in fpr and "too few" in fpr
+    assert "15.0%" in fpr and "3 / 20" in fpr
+    tpr = card(html, "TPR")
+    assert "too-few" not in tpr and "too few" not in tpr
+    assert "90.0%" in tpr and "27 / 30" in tpr
+
+
+@pytest.mark.django_db
+def test_it_carries_per_day_values_and_gaps_in_the_trend_json(client_in):
+    metric(DAY - dt.timedelta(days=2), genuine=40, fp=4, counts={"live": 90, "attack": 10})
+    # DAY - 1: no data at all
+    metric(DAY, scored=50, flagged=5, genuine=0, counts={"live": 45, "attack": 5, "no_face": 3}, images=53)
+
+    data = trend(client_in.get(reverse("home")))
+
+    assert len(data["days"]) == 30 and data["days"][-1] == "2026-11-20" and data["days"][0] == "2026-10-22"
+    first, gap, last = -3, -2, -1
+    fpr = data["rates"]["fpr"]
+    assert fpr["value"][first] == pytest.approx(0.1)
+    assert fpr["low"][first] == pytest.approx(0.03958, abs=1e-5)
+    assert fpr["high"][first] == pytest.approx(0.23052, abs=1e-5)
+    assert (fpr["k"][first], fpr["n"][first]) == (4, 40)
+    assert fpr["value"][gap] is None and fpr["low"][gap] is None  # a day without data is a gap
+    assert fpr["value"][last] is None  # no labelled genuine that day: a gap, not 0%
+    assert data["rates"]["flag_rate"]["value"][last] == pytest.approx(0.1)
+    assert data["rates"]["flag_rate"]["value"][gap] is None
+    assert data["counts"]["no_face"][last] == 3 and data["counts"]["no_face"][first] == 0
+    assert data["counts"]["live"][gap] is None
+    assert data["counts"]["live"][0] is None  # nothing before the first row either
+
+
+@pytest.mark.django_db
+def test_it_filters_by_device(client_in):
+    metric(DAY, genuine=100, fp=10)  # all devices
+    metric(DAY, device="gate-north", genuine=40, fp=8)
+    metric(DAY, device="phone-01", genuine=60, fp=2)
+
+    everything = client_in.get(reverse("home"))
+    gate = client_in.get(reverse("home"), {"device": "gate-north"})
+
+    assert trend(everything)["rates"]["fpr"]["n"][-1] == 100
+    assert trend(gate)["rates"]["fpr"]["n"][-1] == 40
+    assert "8 / 40" in card(gate.content.decode(), "FPR")
+    assert '<option value="gate-north" selected>' in gate.content.decode()
+    assert '<option value="phone-01">' in gate.content.decode()
+
+
+@pytest.mark.django_db
+def test_it_says_so_for_an_unknown_device_and_shows_all_devices(client_in):
+    metric(DAY, genuine=100, fp=10)
+    response = client_in.get(reverse("home"), {"device": "no-such-device"})
+    assert response.status_code == 200
+    assert "Unknown device" in response.content.decode()
+    assert trend(response)["rates"]["fpr"]["n"][-1] == 100
+
+
+@pytest.mark.django_db
+def test_it_shows_the_range_asked_for(client_in):
+    metric(DAY - dt.timedelta(days=60), genuine=50, fp=5)
+    metric(DAY)
+
+    short = trend(client_in.get(reverse("home")))
+    longer = trend(client_in.get(reverse("home"), {"days": "90"}))
+    year = trend(client_in.get(reverse("home"), {"days": "365"}))
+
+    assert len(short["days"]) == 30 and short["rates"]["fpr"]["n"] == [None] * 30
+    assert len(longer["days"]) == 90 and longer["rates"]["fpr"]["n"][-61] == 50
+    assert len(year["days"]) == 365 and year["days"][-1] == "2026-11-20"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("bad", ["abc", "7", "-30", "1e9", "30.5"])
+def test_it_falls_back_to_30_days_on_a_bad_range(client_in, bad):
+    metric(DAY)
+    response = client_in.get(reverse("home"), {"days": bad})
+    assert response.status_code == 200
+    assert len(trend(response)["days"]) == 30
+    assert "Unknown range" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_it_marks_days_where_the_threshold_or_the_models_change(client_in):
+    d = [DAY - dt.timedelta(days=i) for i in range(6, -1, -1)]
+    metric(d[0], threshold=0.4)
+    metric(d[1], threshold=0.4)
+    # d[2]: no data
+    metric(d[3], threshold=0.6)  # changed against d[1], the previous day with data
+    metric(d[4], threshold=None, versions={}, scored=0, flagged=0)  # nothing scored: not a change
+    metric(d[5], threshold=0.6)
+    metric(d[6], threshold=0.6, versions={"m1": "m1@2:bbbb"})
+
+    response = client_in.get(reverse("home"))
+    markers = trend(response)["markers"]
+
+    assert [m["day"] for m in markers] == [d[3].isoformat(), d[6].isoformat()]
+    assert "threshold 0.4 → 0.6" in markers[0]["text"]
+    assert "m1@1:aaaa → m1@2:bbbb" in markers[1]["text"]
+    assert "threshold 0.4 → 0.6" in response.content.decode()  # listed under the charts too
+
+
+@pytest.mark.django_db
+def test_it_marks_the_first_day_of_the_range_when_it_differs_from_the_day_before_it(client_in):
+    metric(DAY - dt.timedelta(days=45), threshold=0.4)
+    metric(DAY - dt.timedelta(days=29), threshold=0.7)  # the first day of the 30-day range
+    metric(DAY, threshold=0.7)
+
+    markers = trend(client_in.get(reverse("home")))["markers"]
+
+    assert markers == [{"day": (DAY - dt.timedelta(days=29)).isoformat(), "text": "threshold 0.4 → 0.7"}]
+
+
+@pytest.mark.django_db
+def test_it_prefers_the_active_ensembles_figures(client_in):
+    active = f.ensemble("prod", threshold=0.5, active=True)
+    other = f.ensemble("candidate", threshold=0.3, active=False)
+    metric(DAY, ensemble=other, images=500, genuine=40, fp=20)
+    metric(DAY, ensemble=active, images=100, genuine=40, fp=4)
+
+    html = client_in.get(reverse("home")).content.decode()
+
+    assert "4 / 40" in card(html, "FPR")
+    assert "ensemble prod" in html
+
+
+@pytest.mark.django_db
+def test_it_lists_the_last_ten_runs_newest_first_with_links(client_in):
+    runs = [
+        Run.objects.create(day=DAY - dt.timedelta(days=i), status=Run.DONE, total=8, processed=8) for i in range(12)
+    ]
+    running = runs[-1]
+    running.status, running.total, running.processed = Run.RUNNING, 10, 3
+    running.started_at = timezone.now() - dt.timedelta(seconds=75)
+    running.counts = {"live": 2, "attack": 1}
+    running.save()
+
+    html = client_in.get(reverse("home")).content.decode()
+
+    shown = re.findall(r'<a href="/runs/(\d+)/">', html)
+    assert shown == [str(r.pk) for r in reversed(runs)][:10]  # newest first, ten of them
+    assert f'href="{reverse("gallery", args=[running.day])}"' in html
+    assert '<progress max="10" value="3"></progress> 3 / 10' in html
+    assert "1 min 15 s" in html and "live 2" in html
+
+
+@pytest.mark.django_db
+def test_it_keeps_the_number_of_queries_fixed_whatever_the_data(client_in):
+    metric(DAY)
+    Run.objects.create(day=DAY)
+    with CaptureQueriesContext(connection) as few:
+        client_in.get(reverse("home"), {"days": "365"})
+
+    for i in range(1, 300):
+        metric(DAY - dt.timedelta(days=i), genuine=50, fp=i % 7)
+        metric(DAY - dt.timedelta(days=i), device="gate-north", genuine=10, fp=1)
+    for i in range(20):
+        Run.objects.create(day=DAY - dt.timedelta(days=i))
+    with CaptureQueriesContext(connection) as many:
+        response = client_in.get(reverse("home"), {"days": "365"})
+
+    assert len(trend(response)["days"]) == 365
+    assert len(many.captured_queries) == len(few.captured_queries)
