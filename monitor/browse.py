@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from django import forms
 from django.db.models import Count, F, Q, QuerySet
+from django.utils.dateparse import parse_datetime
 
 from .models import CATEGORIES, Image
 
@@ -51,6 +52,14 @@ class BrowseForm(forms.Form):
         if lo is not None and hi is not None and lo > hi:
             raise forms.ValidationError("the score range is empty: 'score from' is above 'score to'")
         data["sort"] = data.get("sort") or "score"
+        if data.get("after"):
+            raw = data["after"].rpartition("|")[0]
+            try:
+                value = _cursor_value(_order(data["sort"])[0], raw)
+            except ValueError:
+                value = None
+            if raw and value is None:
+                self.add_error("after", "this page cursor belongs to another sort order: start from the first page")
         return data
 
 
@@ -94,12 +103,14 @@ def ordered(qs: QuerySet, sort: str) -> QuerySet:
 
 
 def _cursor_value(field: str, text: str):
+    """The sort value stored in a cursor (None for the NULL tail); ValueError if it is not one."""
     if text == "":
         return None
     if field == "captured_at":
-        from django.utils.dateparse import parse_datetime
-
-        return parse_datetime(text)
+        value = parse_datetime(text)
+        if value is None:
+            raise ValueError(f"not a time: {text!r}")
+        return value
     return float(text)
 
 
