@@ -41,3 +41,16 @@ def test_it_replaces_a_days_figures_when_computed_again():
     daily.compute_day(DAY)
     assert DailyMetric.objects.filter(day=DAY).count() == 2  # all devices + phone-01
     assert DailyMetric.objects.get(day=DAY, device=None).flagged == 1
+
+
+@pytest.mark.django_db
+def test_it_recomputes_every_day_from_the_command():
+    from django.core.management import call_command
+
+    f.image(score=0.1, day="2026-11-19")
+    f.image(score=0.9, day="2026-11-20")
+    call_command("compute_metrics", verbosity=0)
+    assert sorted(DailyMetric.objects.filter(device=None).values_list("day", "flagged")) == [
+        (dt.date(2026, 11, 19), 1),
+        (dt.date(2026, 11, 20), 0),
+    ]

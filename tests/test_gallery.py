@@ -173,7 +173,9 @@ def test_it_refuses_a_stored_path_that_leaves_the_inbox(viewer_client, settings,
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("query", ["sort=time&after=0.5|1", "sort=score&after=2026-11-20T09:00:00%2B00:00|1", "after=nonsense"])
+@pytest.mark.parametrize(
+    "query", ["sort=time&after=0.5|1", "sort=score&after=2026-11-20T09:00:00%2B00:00|1", "after=nonsense"]
+)
 def test_it_refuses_a_cursor_that_does_not_fit_the_sort(viewer_client, query):
     f.image(score=0.5)
     html = viewer_client.get(reverse("gallery", args=[DAY]) + "?" + query).content.decode()

@@ -1,5 +1,6 @@
 """The day gallery (category tabs, filters, keyset pages) and the image detail."""
 
+import json
 from urllib.parse import urlencode
 
 from django.shortcuts import render
@@ -67,6 +68,7 @@ def image_detail(request, pk):
         "prev": prev,
         "next": nxt,
         "filter_query": _query(data),
+        "sidecar": json.dumps(im.sidecar, indent=2, ensure_ascii=False) if im.sidecar else "",
         "gates": [
             ("face size", im.face_size, "px", "face_size"),
             ("yaw", im.yaw, "°", "yaw"),
