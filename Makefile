@@ -42,6 +42,7 @@ format: install
 ## benchmarks (not tests): prints a table and writes bench/results/*.json
 bench: install
 	$(PY) -m bench.gallery
+	$(PY) -m bench.threshold_table
 
 clean:
 	rm -rf data staticfiles .pytest_cache

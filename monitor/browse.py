@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from django import forms
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils.dateparse import parse_datetime
 
 from .models import CATEGORIES, Image
@@ -76,15 +76,16 @@ def filtered(day, data: dict) -> QuerySet:
         qs = qs.filter(label="")
     elif data.get("label"):
         qs = qs.filter(label=data["label"])
-    if data.get("gate"):  # a JSON list of gate names; the quoted name matches one element
-        qs = qs.filter(failed_gates__icontains=f'"{data["gate"]}"')
+    if data.get("gate"):  # only low_quality images fail gates; the quoted name matches one element
+        qs = qs.filter(category="low_quality", failed_gates__icontains=f'"{data["gate"]}"')
     if data.get("min_disagreement") is not None:
         qs = qs.filter(disagreement__gte=data["min_disagreement"])
     return qs
 
 
 def category_counts(day, data: dict) -> dict[str, int]:
-    rows = filtered(day, data).values_list("category").order_by().annotate(n=Count("id"))
+    # COUNT(*), not COUNT(id): PostgreSQL answers it from the (day, category, ...) indexes alone
+    rows = filtered(day, data).values_list("category").order_by().annotate(n=Count("*"))
     counts = dict.fromkeys(CATEGORIES, 0)
     counts.update(dict(rows))
     return counts
@@ -93,13 +94,6 @@ def category_counts(day, data: dict) -> dict[str, int]:
 def _order(sort: str) -> tuple[str, bool]:
     field = SORTS[sort][0]
     return field.lstrip("-"), field.startswith("-")
-
-
-def ordered(qs: QuerySet, sort: str) -> QuerySet:
-    field, desc = _order(sort)
-    if desc:
-        return qs.order_by(F(field).desc(nulls_last=True), "-id")
-    return qs.order_by(F(field).asc(nulls_last=True), "id")
 
 
 def _cursor_value(field: str, text: str):
@@ -114,28 +108,45 @@ def _cursor_value(field: str, text: str):
     return float(text)
 
 
-def after_cursor(qs: QuerySet, sort: str, cursor: str) -> QuerySet:
-    """Rows strictly after the cursor row in the sort order (value, id; NULL values last)."""
-    field, desc = _order(sort)
-    raw, _, pk = cursor.rpartition("|")
-    try:
-        pk = int(pk)
-        value = _cursor_value(field, raw)
-    except (TypeError, ValueError):
-        return qs.none()
-    later_id = Q(id__lt=pk) if desc else Q(id__gt=pk)
-    is_null = Q(**{f"{field}__isnull": True})
-    if value is None:  # in the NULL tail, only the id orders
-        return qs.filter(is_null & later_id)
-    beyond = Q(**{f"{field}__lt" if desc else f"{field}__gt": value})
-    return qs.filter(beyond | (Q(**{field: value}) & later_id) | is_null)
-
-
 def cursor_of(im: Image, sort: str) -> str:
     field, _ = _order(sort)
     value = getattr(im, field)
     text = "" if value is None else (value.isoformat() if hasattr(value, "isoformat") else repr(float(value)))
     return f"{text}|{im.pk}"
+
+
+def _parts(qs: QuerySet, sort: str, cursor: str | None, forward: bool) -> list[QuerySet]:
+    """The rows after (forward) or before (backward) the cursor, nearest first, as querysets to
+    read in turn. The order is (value, id) with NULL values last, so the rows with a value and
+    the NULL tail are read separately: each part is a plain range on a (day, ..., value, id)
+    index that starts at the cursor, never a walk from the start of the day."""
+    field, desc = _order(sort)
+    up = desc != forward  # values (and ids) increasing in the reading direction
+    by = (field, "id") if up else (f"-{field}", "-id")
+    by_id = "id" if up else "-id"
+    has_value = qs.filter(**{f"{field}__isnull": False}).order_by(*by)
+    tail = qs.filter(**{f"{field}__isnull": True}).order_by(by_id)
+    if cursor is None:
+        return [has_value, tail]
+    raw, _, pk = cursor.rpartition("|")
+    value, pk = _cursor_value(field, raw), int(pk)
+    beyond_id = {"id__gt": pk} if up else {"id__lt": pk}
+    if value is None:  # the cursor sits in the NULL tail
+        rest = tail.filter(**beyond_id)
+        return [rest] if forward else [rest, has_value]
+    at_least = {f"{field}__gte" if up else f"{field}__lte": value}
+    beyond = Q(**{f"{field}__gt" if up else f"{field}__lt": value}) | Q(**beyond_id)
+    rest = has_value.filter(**at_least).filter(beyond)
+    return [rest, tail] if forward else [rest]
+
+
+def _take(parts: list[QuerySet], n: int) -> list[Image]:
+    rows: list[Image] = []
+    for part in parts:
+        if len(rows) >= n:
+            break
+        rows += list(part.select_related("device")[: n - len(rows)])
+    return rows
 
 
 @dataclass
@@ -144,41 +155,24 @@ class Page:
     next_cursor: str | None
 
 
-def page(day, data: dict, size: int | None = None) -> Page:
-    size = size or PAGE_SIZE
+def _in_view(day, data: dict) -> QuerySet:
     qs = filtered(day, data)
-    if data.get("category"):
-        qs = qs.filter(category=data["category"])
-    qs = ordered(qs, data["sort"])
-    if data.get("after"):
-        qs = after_cursor(qs, data["sort"], data["after"])
-    rows = list(qs.select_related("device")[: size + 1])
+    return qs.filter(category=data["category"]) if data.get("category") else qs
+
+
+def page(day, data: dict, size: int | None = None) -> Page:
+    """One page of the gallery in the current filter and sort, after `data["after"]` if given."""
+    size = size or PAGE_SIZE
+    rows = _take(_parts(_in_view(day, data), data["sort"], data.get("after") or None, forward=True), size + 1)
     more = len(rows) > size
     rows = rows[:size]
     return Page(rows, cursor_of(rows[-1], data["sort"]) if more and rows else None)
 
 
-def before_cursor(qs: QuerySet, sort: str, cursor: str) -> QuerySet:
-    """Rows strictly before the cursor row in the sort order, nearest first."""
-    field, desc = _order(sort)
-    raw, _, pk = cursor.rpartition("|")
-    value = _cursor_value(field, raw)
-    earlier_id = Q(id__gt=int(pk)) if desc else Q(id__lt=int(pk))
-    not_null = Q(**{f"{field}__isnull": False})
-    if value is None:
-        cond = not_null | (Q(**{f"{field}__isnull": True}) & earlier_id)
-    else:
-        cond = Q(**{f"{field}__gt" if desc else f"{field}__lt": value}) | (Q(**{field: value}) & earlier_id)
-    nearest = (F(field).asc(nulls_first=True), "id") if desc else (F(field).desc(nulls_first=True), "-id")
-    return qs.filter(cond).order_by(*nearest)
-
-
 def neighbours(im: Image, data: dict) -> tuple[Image | None, Image | None]:
     """The previous and next image of `im`'s day in the current filter and sort order."""
-    qs = filtered(im.day, data)
-    if data.get("category"):
-        qs = qs.filter(category=data["category"])
+    qs = _in_view(im.day, data)
     cursor = cursor_of(im, data["sort"])
-    prev = before_cursor(qs, data["sort"], cursor).only("id").first()
-    nxt = after_cursor(ordered(qs, data["sort"]), data["sort"], cursor).only("id").first()
-    return prev, nxt
+    prev = _take(_parts(qs, data["sort"], cursor, forward=False), 1)
+    nxt = _take(_parts(qs, data["sort"], cursor, forward=True), 1)
+    return (prev[0] if prev else None), (nxt[0] if nxt else None)
