@@ -7,7 +7,20 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = ["boxes", "crop", "decode", "demo", "ensemble", "manifest", "metrics", "pipeline", "quality", "runtime", "scorefile", "sidecar"]
+MODULES = [
+    "boxes",
+    "crop",
+    "decode",
+    "demo",
+    "ensemble",
+    "manifest",
+    "metrics",
+    "pipeline",
+    "quality",
+    "runtime",
+    "scorefile",
+    "sidecar",
+]
 
 
 def test_it_imports_the_scoring_library_without_django():
