@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Device, Ensemble, Image, InboxFile, ModelVersion, Run
+from .models import Alert, Device, Ensemble, Image, InboxFile, ModelVersion, Run
 
 
 @admin.register(Device)
@@ -40,3 +40,9 @@ class InboxFileAdmin(admin.ModelAdmin):
     list_display = ("path", "day", "status", "reason")
     list_filter = ("status",)
     raw_id_fields = ("image", "run")
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ("rule", "day", "device", "status", "value", "limit", "opened_at")
+    list_filter = ("rule", "status")

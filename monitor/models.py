@@ -1,6 +1,10 @@
+from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
+
+from liveness.metrics import Rate, wilson
 
 CATEGORIES = ["live", "attack", "low_quality", "no_face", "unreadable"]
 CATEGORY_CHOICES = [(c, c.replace("_", " ")) for c in CATEGORIES]
@@ -228,6 +232,18 @@ class DailyMetric(models.Model):
     fp = models.PositiveIntegerField(default=0)
     attacks = models.PositiveIntegerField(default=0)
     tp = models.PositiveIntegerField(default=0)
+    attack_types = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='labelled attacks that passed the gates, per attack type: {"print": {"attacks": n, "tp": k}}; '
+        'attacks without a type count as "unknown"',
+    )
+    histogram = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="scores of the scored images (passed the gates) on equal-width bins over [0, 1], "
+        "the bins of liveness.metrics.score_histogram; [] = not computed",
+    )
     computed_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -236,6 +252,111 @@ class DailyMetric(models.Model):
 
     def __str__(self):
         return f"{self.day} {self.device or 'all devices'}"
+
+    # rates with counts and Wilson intervals (SPEC section 2; positive = attack)
+
+    @property
+    def flag_rate(self) -> Rate:
+        return wilson(self.flagged, self.scored)
+
+    @property
+    def fpr(self) -> Rate:
+        """FPR = BPCER: genuine flagged / labelled genuine."""
+        return wilson(self.fp, self.genuine)
+
+    @property
+    def tpr(self) -> Rate:
+        return wilson(self.tp, self.attacks)
+
+    @property
+    def apcer_per_type(self) -> dict[str, Rate]:
+        """APCER of each attack type present: attacks of that type decided live (FN) / attacks of that type."""
+        out = {}
+        for name in sorted(self.attack_types or {}):
+            c = self.attack_types[name]
+            if c.get("attacks"):
+                out[name] = wilson(c["attacks"] - c.get("tp", 0), c["attacks"])
+        return out
+
+    @property
+    def apcer(self) -> tuple[str, Rate] | None:
+        """Reported APCER: (attack type, rate) of the worst type (first by name on ties); None without attacks."""
+        worst = None
+        for name, rate in self.apcer_per_type.items():
+            if worst is None or rate.value > worst[1].value:
+                worst = (name, rate)
+        return worst
+
+    @property
+    def acer(self) -> float | None:
+        """(APCER + BPCER) / 2; None without labelled attacks or without labelled genuine images."""
+        worst = self.apcer
+        if worst is None or not self.genuine:
+            return None
+        return (worst[1].value + self.fpr.value) / 2
+
+
+class AlertQuerySet(models.QuerySet):
+    def active(self):
+        """Not yet cleared: open or acknowledged."""
+        return self.filter(status__in=Alert.ACTIVE)
+
+
+class Alert(models.Model):
+    """A rule that fired (monitor/alerts.py). At most one active (open or acknowledged) alert per
+    (rule, device); it closes once the rule has been fine for KOALA_ALERT_CLEAR_DAYS days in a row."""
+
+    FLAG_RATE, FPR, PSI, SILENT = "flag_rate", "fpr", "psi", "silent"
+    RULE_CHOICES = [
+        (FLAG_RATE, "flag rate above limit"),
+        (FPR, "FPR above limit"),
+        (PSI, "score distribution drift (PSI)"),
+        (SILENT, "device silent"),
+    ]
+    OPEN, ACKNOWLEDGED, CLOSED = "open", "acknowledged", "closed"
+    STATUS_CHOICES = [(s, s) for s in (OPEN, ACKNOWLEDGED, CLOSED)]
+    ACTIVE = (OPEN, ACKNOWLEDGED)
+
+    rule = models.CharField(max_length=20, choices=RULE_CHOICES)
+    day = models.DateField(help_text="the day the rule first fired")
+    last_day = models.DateField(help_text="the latest day the rule fired")
+    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.CASCADE, help_text="empty = all devices")
+    ensemble = models.ForeignKey(Ensemble, null=True, blank=True, on_delete=models.SET_NULL)
+    value = models.FloatField(help_text="the value on last_day (a rate, a PSI, or images for a silent device)")
+    limit = models.FloatField(help_text="the limit it went above (silent: days reported in the window)")
+    count = models.PositiveIntegerField(default=0, help_text="the images the value was computed on")
+    message = models.CharField(max_length=500)
+    status = models.CharField(max_length=14, choices=STATUS_CHOICES, default=OPEN)
+    opened_at = models.DateTimeField(auto_now_add=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    closed_day = models.DateField(null=True, blank=True, help_text="the day evaluation found it cleared")
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AlertQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-day", "rule"]
+        constraints = [
+            # NULL device = all devices: coalesced so two all-device alerts of one rule also collide
+            models.UniqueConstraint(
+                "rule",
+                Coalesce("device", Value(0)),
+                condition=Q(status__in=["open", "acknowledged"]),
+                name="one_active_alert_per_rule_device",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "rule"])]
+
+    def __str__(self):
+        return f"{self.get_rule_display()} on {self.device or 'all devices'} since {self.day}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
 
 
 class ApiToken(models.Model):

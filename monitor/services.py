@@ -30,7 +30,7 @@ from liveness.pipeline import THUMB_SIDE, FileInput, ImageResult, Pipeline
 from liveness.quality import Gates
 from liveness.runtime import LivenessModel
 
-from . import daily
+from . import alerts, daily
 from .models import Device, Ensemble, Image, InboxFile, Run
 
 log = logging.getLogger(__name__)
@@ -403,6 +403,10 @@ def finish_run(run_id: int, batch_results: list[dict] | None = None) -> Run:
         finished_at=timezone.now(),
     )
     daily.compute_day(run.day)
+    try:
+        alerts.evaluate_day(run.day)
+    except Exception:  # the run is done; a failing alert rule must not undo that
+        log.exception("alert evaluation failed for %s", run.day)
     run.refresh_from_db()
     log.info("run %s of %s %s: %s", run.pk, run.day, run.status, counts)
     return run

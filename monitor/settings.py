@@ -44,6 +44,11 @@ def env_float(name: str, default: float) -> float:
         raise ValueError(f"{name}: expected a number, got {value!r}") from None
 
 
+def env_optional_float(name: str) -> float | None:
+    value = os.environ.get(name)
+    return None if value in (None, "") else env_float(name, 0.0)
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [v.strip() for v in env_str(name, default).split(",") if v.strip()]
 
@@ -79,6 +84,32 @@ KOALA_CLAIM_SECONDS = env_int("KOALA_CLAIM_SECONDS", 600)  # a batch claim expir
 KOALA_SETTLE_SECONDS = env_int("KOALA_SETTLE_SECONDS", 30)  # newer files wait for the next run
 KOALA_NIGHTLY_AT = env_str("KOALA_NIGHTLY_AT", "02:30")  # HH:MM, TIME_ZONE; scores yesterday
 KOALA_RESCAN_DAYS = env_int("KOALA_RESCAN_DAYS", 3)  # hourly re-scan for late files
+
+# --- alerts (monitor/alerts.py): evaluated when a day finishes ---
+KOALA_ALERT_WINDOW_DAYS = env_int("KOALA_ALERT_WINDOW_DAYS", 14)  # trailing days of the control limits
+KOALA_ALERT_MIN_HISTORY_DAYS = env_int("KOALA_ALERT_MIN_HISTORY_DAYS", 7)  # usable days needed for a limit
+KOALA_ALERT_SIGMAS = env_float("KOALA_ALERT_SIGMAS", 3.0)  # control limit = trailing mean + this many sigma
+KOALA_ALERT_MIN_COUNT = env_int("KOALA_ALERT_MIN_COUNT", 100)  # scored images for flag rate and PSI
+KOALA_ALERT_MIN_GENUINE = env_int("KOALA_ALERT_MIN_GENUINE", 30)  # labelled genuine images for FPR
+KOALA_ALERT_MAX_FLAG_RATE = env_optional_float("KOALA_ALERT_MAX_FLAG_RATE")  # absolute bound replacing the limit
+KOALA_ALERT_MAX_FPR = env_optional_float("KOALA_ALERT_MAX_FPR")  # absolute bound replacing the limit
+KOALA_ALERT_MAX_PSI = env_float("KOALA_ALERT_MAX_PSI", 0.2)
+KOALA_ALERT_SILENT_MIN_DAYS = env_int("KOALA_ALERT_SILENT_MIN_DAYS", 8)  # "normally reports": days of the window
+KOALA_ALERT_CLEAR_DAYS = env_int("KOALA_ALERT_CLEAR_DAYS", 2)  # days back under the limit before closing
+KOALA_ALERT_EMAILS = env_list("KOALA_ALERT_EMAILS")  # recipients; empty = ADMINS (mail_admins)
+
+# --- email: alerts are mailed only when EMAIL_HOST is set or another EMAIL_BACKEND is chosen ---
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "koala-monitor@localhost")
+SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
+EMAIL_SUBJECT_PREFIX = env_str("EMAIL_SUBJECT_PREFIX", "[Koala Monitor] ")
+ADMINS = [("admin", a) for a in env_list("KOALA_ADMIN_EMAILS")]
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from . import services
+from . import alerts, daily, services
 
 log = logging.getLogger(__name__)
 
@@ -68,3 +68,11 @@ def rescan_recent() -> list[int]:
         if services.has_work(day):
             run_ids.append(score_day(day.isoformat(), trigger="rescan"))
     return run_ids
+
+
+@shared_task(autoretry_for=TRANSIENT, retry_backoff=2, max_retries=6)
+def recompute_day(day: str) -> int:
+    """A day's figures and alerts again (e.g. after its labels changed). Returns the alerts opened."""
+    day = day if isinstance(day, dt.date) else services.parse_day(day)
+    daily.compute_day(day)
+    return len(alerts.evaluate_day(day))

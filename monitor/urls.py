@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
 from .converters import DayConverter
-from .views import api, gallery, media, overview, runs
+from .views import alerts, api, gallery, media, overview, runs, thresholds
 
 register_converter(DayConverter, "day")
 
@@ -17,6 +17,9 @@ urlpatterns = [
     path("runs/start", runs.start, name="run-start"),
     path("runs/<int:pk>/", runs.run_detail, name="run"),
     path("runs/<int:pk>/status", runs.status, name="run-status"),
+    path("thresholds/", thresholds.table, name="thresholds"),
+    path("alerts/", alerts.alert_list, name="alerts"),
+    path("alerts/<int:pk>/acknowledge", alerts.acknowledge, name="alert-ack"),
     path("api/days", api.days, name="api-days"),
     path("api/days/<day:day>/images", api.day_images, name="api-day-images"),
     path("api/images/<int:pk>", api.image, name="api-image"),

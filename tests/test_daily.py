@@ -54,3 +54,64 @@ def test_it_recomputes_every_day_from_the_command():
         (dt.date(2026, 11, 19), 1),
         (dt.date(2026, 11, 20), 0),
     ]
+
+
+@pytest.mark.django_db
+def test_it_counts_attacks_per_type_for_apcer_and_acer():
+    for score in (0.1, 0.2, 0.3, 0.9):  # print: 3 of 4 flagged, APCER 1/4
+        f.image(score=score, label="attack", attack_type="print")
+    f.image(score=0.1, label="attack", attack_type="replay")  # replay: APCER 1/2
+    f.image(score=0.7, label="attack", attack_type="replay", device_name="gate-north")
+    f.image(score=0.95, label="attack")  # no type: "unknown", APCER 1/1
+    f.image(score=0.6, label="attack", attack_type="mask", category="low_quality")  # gated: not counted
+    for score in (0.2, 0.8, 0.9, 0.9):  # genuine: FPR = BPCER = 1/4
+        f.image(score=score, label="genuine")
+
+    daily.compute_day(DAY)
+
+    overall = DailyMetric.objects.get(day=DAY, device=None)
+    assert overall.attack_types == {
+        "print": {"attacks": 4, "tp": 3},
+        "replay": {"attacks": 2, "tp": 1},
+        "unknown": {"attacks": 1, "tp": 0},
+    }
+    apcer = {name: (r.k, r.n) for name, r in overall.apcer_per_type.items()}
+    assert apcer == {"print": (1, 4), "replay": (1, 2), "unknown": (1, 1)}
+    assert overall.apcer[0] == "unknown" and overall.apcer[1].value == 1.0
+    assert overall.acer == pytest.approx((1.0 + 0.25) / 2)
+    gate = DailyMetric.objects.get(day=DAY, device__name="gate-north")
+    assert gate.attack_types == {"replay": {"attacks": 1, "tp": 0}}
+    assert gate.acer is None  # no labelled genuine on that device
+
+
+@pytest.mark.django_db
+def test_it_stores_the_days_score_histogram_with_the_bins_of_score_histogram():
+    import numpy as np
+
+    from liveness.metrics import score_histogram
+
+    rng = np.random.default_rng(7)
+    scores = [*rng.uniform(0, 1, 40).round(3), 0.0, 0.1, 0.3, 0.5, 0.6, 0.7, 0.9, 0.99, 1.0, 0.30000000000000004]
+    for s in scores:
+        f.image(score=float(s))
+    f.image(score=0.05, category="low_quality", failed_gates=["blur"])  # not scored: not in the histogram
+    f.image(score=None)
+
+    daily.compute_day(DAY)
+
+    overall = DailyMetric.objects.get(day=DAY, device=None)
+    assert overall.histogram == score_histogram(scores).tolist()
+    assert sum(overall.histogram) == overall.scored == len(scores)
+    assert overall.histogram[2:4] == [
+        sum(1 for s in scores if 0.2 <= s < np.linspace(0, 1, 11)[3]),
+        sum(1 for s in scores if np.linspace(0, 1, 11)[3] <= s < 0.4),
+    ]
+
+
+@pytest.mark.django_db
+def test_it_computes_the_histogram_in_a_fixed_number_of_queries(django_assert_max_num_queries):
+    for i in range(60):
+        f.image(score=i / 60, device_name=f"dev-{i % 6}", label="attack" if i % 3 else "", attack_type="print")
+    with django_assert_max_num_queries(10):
+        daily.compute_day(DAY)
+    assert DailyMetric.objects.filter(day=DAY).count() == 7

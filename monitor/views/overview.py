@@ -14,6 +14,7 @@ from django.shortcuts import render
 
 from liveness.metrics import Rate, wilson
 
+from .. import alerts
 from ..access import VIEW, require
 from ..models import CATEGORIES, DailyMetric, Device, Ensemble, Run
 
@@ -193,5 +194,6 @@ def overview(request):
         "markers": markers,
         "data": trend,
         "runs": runs,
+        "open_alerts": alerts.open_alerts(),
     }
     return render(request, "monitor/overview.html", ctx)

@@ -1,0 +1,41 @@
+"""Alerts (SPEC section 5): everyone who can view sees them; reviewers and admins acknowledge."""
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from .. import alerts
+from ..access import LABEL, VIEW, require
+from ..models import Alert
+
+CLOSED_SHOWN = 50
+
+
+@require(VIEW)
+def alert_list(request):
+    closed = Alert.objects.filter(status=Alert.CLOSED).select_related("device", "ensemble", "acknowledged_by")
+    ctx = {
+        "open_alerts": alerts.open_alerts(),
+        "closed_alerts": list(closed.order_by("-closed_day", "-last_day", "-pk")[:CLOSED_SHOWN]),
+        "closed_shown": CLOSED_SHOWN,
+        "can_ack": request.user.has_perm(LABEL),
+    }
+    return render(request, "monitor/alerts.html", ctx)
+
+
+@require_POST
+@require(LABEL)
+def acknowledge(request, pk):
+    alert = get_object_or_404(Alert, pk=pk)
+    note = request.POST.get("note", "")[:2000]
+    if alerts.acknowledge(alert, request.user, note):
+        messages.success(request, f"Acknowledged: {alert.get_rule_display()} on {alert.device or 'all devices'}.")
+    else:
+        messages.error(request, "That alert has already cleared.")
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = "alerts"
+    return redirect(target)
