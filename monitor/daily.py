@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, Count, IntegerField, Q, Value, When
 
 from liveness.metrics import UNKNOWN_TYPE
@@ -106,5 +106,13 @@ def compute_day(day: dt.date) -> list[DailyMetric]:
     for (ensemble_id, _), m in metrics.items():
         m.threshold, m.model_versions = used[ensemble_id]
     with transaction.atomic():
+        _lock_day(day)  # two computations of one day at once must not both insert
         DailyMetric.objects.filter(day=day).delete()
         return DailyMetric.objects.bulk_create(metrics.values())
+
+
+def _lock_day(day: dt.date) -> None:
+    """A transaction lock per day on PostgreSQL; SQLite's IMMEDIATE transactions already serialise."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [0x4B0A1A, day.toordinal()])

@@ -202,7 +202,7 @@ def database_input(date_from, date_to, ensemble: str | None = None, model: str |
         pitch=_floats(pitch),
         blur=_floats(blur),
         attack_types=np.array(list(attack_type), dtype=object),
-        threshold=ens.threshold,
+        threshold=None if model else ens.threshold,  # the ensemble's threshold was never applied to one model
         source=f"ensemble {ens.name}, {start.isoformat()} to {end.isoformat()}",
         scores_of=f"model {model}" if model else "ensemble score",
         ensemble=ens,

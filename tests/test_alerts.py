@@ -259,13 +259,16 @@ def test_it_emails_when_an_alert_opens_and_email_is_configured(settings):
 
 
 @pytest.mark.django_db
-def test_it_does_not_email_when_email_is_not_configured(settings):
+def test_it_does_not_email_when_email_is_not_configured(settings, monkeypatch):
     settings.KOALA_ALERT_EMAILS = ["oncall@example.org"]  # a recipient, but no EMAIL_HOST / backend
+    assert not alerts.email_configured()  # the SMTP default without EMAIL_HOST
+    # catch anything sent anyway in the outbox, while the configuration still says "no email"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    monkeypatch.setattr(alerts, "email_configured", lambda: False)
     calm()
     fill(SPIKE, flagged=20)
     assert finish(SPIKE)
     assert mail.outbox == []
-    assert not alerts.email_configured()
 
 
 @pytest.mark.django_db
@@ -351,3 +354,11 @@ def test_it_renders_the_overview_include(rf, personas, spike_alert):
     assert reverse("alert-ack", args=[spike_alert.pk]) in html
     empty = render_to_string("monitor/_alerts.html", {"open_alerts": []}, request=request)
     assert "No open alerts" in empty
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("target", ["image", "logout", "https://evil.example/", "//evil.example/x"])
+def test_it_returns_to_the_alerts_page_after_an_odd_next(client, personas, spike_alert, target):
+    login(client, personas, "reviewer")
+    response = client.post(reverse("alert-ack", args=[spike_alert.pk]), {"next": target})
+    assert response.status_code == 302 and response["Location"] == reverse("alerts")

@@ -497,3 +497,23 @@ def test_it_defaults_to_the_last_30_days_that_have_metrics(api):
     assert [d["day"] for d in body["days"]] == [d.isoformat() for d in days[:11]]
     body = get(api, "/api/metrics", **{"from": days[1].isoformat(), "to": days[3].isoformat()})[1]
     assert [d["day"] for d in body["days"]] == [d.isoformat() for d in days[1:4]]
+
+
+def test_it_reports_iso_figures_per_attack_type(api):
+    known_day()
+    status, body = get(api, "/api/metrics")
+    [day] = body["days"]
+    # print: 6 of 6 flagged; replay: both missed; gate-02's untyped attack flagged
+    assert {t: (r["k"], r["n"]) for t, r in day["apcer_per_type"].items()} == {
+        "print": (0, 6),
+        "replay": (2, 2),
+        "unknown": (0, 1),
+    }
+    assert day["apcer"] == 1.0 and day["bpcer"] == pytest.approx(2 / 16)
+    assert day["acer"] == pytest.approx((1.0 + 2 / 16) / 2)
+    assert len(day["histogram"]) == 10
+
+
+def test_it_refuses_a_device_name_with_a_nul_character(api):
+    status, body = get(api, "/api/metrics", device="a\x00b")
+    assert status == 400 and "device" in body["errors"]

@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from monitor import daily
-from monitor.models import DailyMetric
+from monitor.models import DailyMetric, Image
 from tests import factories as f
 
 DAY = dt.date(2026, 11, 20)
@@ -115,3 +115,18 @@ def test_it_computes_the_histogram_in_a_fixed_number_of_queries(django_assert_ma
     with django_assert_max_num_queries(10):
         daily.compute_day(DAY)
     assert DailyMetric.objects.filter(day=DAY).count() == 7
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_it_recomputes_the_day_when_a_label_changes():
+    flagged = f.image(score=0.2)  # flagged, unlabelled
+    f.image(score=0.9, label="genuine")
+    daily.compute_day(DAY)
+    assert DailyMetric.objects.get(day=DAY, device=None).fp == 0
+
+    im = Image.objects.get(pk=flagged.pk)  # as the admin or a reviewer would load it
+    im.label = "genuine"  # a real user wrongly rejected
+    im.save()
+
+    overall = DailyMetric.objects.get(day=DAY, device=None)
+    assert (overall.genuine, overall.fp) == (2, 1)

@@ -358,6 +358,8 @@ def test_it_selects_one_model_of_the_ensemble():
     assert (r["threshold"], r["tp"], r["attack"], r["fp"], r["genuine"]) == (0.5, 4, 4, 1, 4)
     assert row(ensemble["rows"], None, False, 0.01)["threshold"] == 0.4
     assert m2_named == m2
+    # the ensemble's threshold was never applied to m2 alone: no ISO figures at it
+    assert ensemble["iso"]["threshold"] is not None and m2["iso"]["threshold"] is None
     # the other ensemble e2 has one labelled image (genuine, 0.01) in the range
     e2 = json.loads(run(*DB_ARGS, "--ensemble", "e2", "--format", "json")[0])
     assert {(r["attack"], r["genuine"]) for r in e2["rows"]} == {(0, 1)}

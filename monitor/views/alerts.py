@@ -1,6 +1,7 @@
 """Alerts (SPEC section 5): everyone who can view sees them; reviewers and admins acknowledge."""
 
 from django.contrib import messages
+from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -34,8 +35,8 @@ def acknowledge(request, pk):
     else:
         messages.error(request, "That alert has already cleared.")
     target = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(
+    if target.startswith("/") and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
-        target = "alerts"
-    return redirect(target)
+        return HttpResponseRedirect(target)
+    return redirect("alerts")

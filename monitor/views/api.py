@@ -216,6 +216,8 @@ def metrics(request):
     or one (`device=<name>`)."""
     start, end = _date_range(request)
     device_name = request.GET.get("device", "").strip()
+    if "\x00" in device_name or len(device_name) > 100:
+        raise ApiError("'device': not a device name", {"device": ["not a device name"]})
     qs = DailyMetric.objects.select_related("ensemble")
     if device_name:
         device = Device.objects.filter(name=device_name).first()
@@ -258,6 +260,18 @@ def _day_figures(day: dt.date, rows: list[DailyMetric]) -> dict:
         for category, n in m.counts.items():
             counts[category] = counts.get(category, 0) + n
     main = max(rows, key=lambda m: (m.scored, m.threshold is not None, m.images))
+    per_type: dict[str, dict[str, int]] = {}
+    histogram: list[int] = []
+    for m in rows:
+        for name, c in (m.attack_types or {}).items():
+            t = per_type.setdefault(name, {"attacks": 0, "tp": 0})
+            t["attacks"] += c.get("attacks", 0)
+            t["tp"] += c.get("tp", 0)
+        if m.histogram:
+            histogram = [a + b for a, b in zip(histogram or [0] * len(m.histogram), m.histogram, strict=True)]
+    apcer = {name: _rate(c["attacks"] - c["tp"], c["attacks"]) for name, c in sorted(per_type.items()) if c["attacks"]}
+    worst = max(apcer.values(), key=lambda r: r["rate"], default=None)
+    bpcer = total["fp"] / total["genuine"] if total["genuine"] else None
     return {
         "day": day,
         "images": total["images"],
@@ -266,6 +280,11 @@ def _day_figures(day: dt.date, rows: list[DailyMetric]) -> dict:
         "flag_rate": _rate(total["flagged"], total["scored"]),
         "fpr": _rate(total["fp"], total["genuine"]),
         "tpr": _rate(total["tp"], total["attacks"]),
+        "apcer_per_type": apcer,  # ISO/IEC 30107-3: attacks of a type decided live / attacks of that type
+        "apcer": worst["rate"] if worst else None,  # the worst type
+        "bpcer": bpcer,  # = FPR
+        "acer": (worst["rate"] + bpcer) / 2 if worst and bpcer is not None else None,
+        "histogram": histogram,  # scored images per score bin (10 equal bins over [0, 1])
         "threshold": main.threshold,
         "model_versions": main.model_versions,
         "ensemble": main.ensemble.name if main.ensemble else None,

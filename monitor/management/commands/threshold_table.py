@@ -1,5 +1,7 @@
 """python manage.py threshold_table (--scores FILE.csv | --from D --to D) [--ensemble NAME | --model NAME] ..."""
 
+from pathlib import Path
+
 from django.core.management.base import BaseCommand, CommandError
 
 from liveness.scorefile import ScoreFileError
@@ -53,7 +55,7 @@ class Command(BaseCommand):
                         "--ensemble selects database data; a score file's ensemble score is its score column "
                         "(use --model NAME for a score_<NAME> column)"
                     )
-                inp = thresholds.file_input(scores, model=model)
+                inp = thresholds.file_input(Path(scores), model=model)  # always a path, never CSV text
             elif date_from or date_to:
                 if not (date_from and date_to):
                     raise thresholds.TableError("give both --from and --to")
