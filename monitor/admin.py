@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Alert, Device, Ensemble, Image, InboxFile, ModelVersion, Run
+from .models import Alert, AttackType, Device, Ensemble, Image, InboxFile, LabelEvent, ModelVersion, Run
 
 
 @admin.register(Device)
@@ -32,7 +32,9 @@ class ImageAdmin(admin.ModelAdmin):
     list_filter = ("category", "label", "device")
     date_hierarchy = "day"
     search_fields = ("path", "sha256")
-    raw_id_fields = ("run", "ensemble")
+    raw_id_fields = ("run", "ensemble", "reviewed_by", "review_claimed_by")
+    # labels change through the review queue and the labelling pages, which keep the audit trail
+    readonly_fields = ("label", "attack_type")
 
 
 @admin.register(InboxFile)
@@ -46,3 +48,40 @@ class InboxFileAdmin(admin.ModelAdmin):
 class AlertAdmin(admin.ModelAdmin):
     list_display = ("rule", "day", "device", "status", "value", "limit", "opened_at")
     list_filter = ("rule", "status")
+
+
+@admin.register(AttackType)
+class AttackTypeAdmin(admin.ModelAdmin):
+    list_display = ("name", "description", "position")
+    list_editable = ("position",)
+    ordering = ("position", "name")
+
+
+@admin.register(LabelEvent)
+class LabelEventAdmin(admin.ModelAdmin):
+    """The audit trail: read-only (label changes go through monitor/labels.py)."""
+
+    list_display = (
+        "created_at",
+        "image",
+        "old_label",
+        "old_attack_type",
+        "new_label",
+        "new_attack_type",
+        "user",
+        "source",
+        "undone",
+    )
+    list_filter = ("source", "undone", "new_label")
+    search_fields = ("image__path", "image__sha256", "user__username", "note")
+    date_hierarchy = "created_at"
+    list_select_related = ("image", "user")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

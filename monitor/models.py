@@ -160,6 +160,15 @@ class Image(models.Model):
     label = models.CharField(max_length=10, choices=LABEL_CHOICES, blank=True)
     attack_type = models.CharField(max_length=50, blank=True)
     sidecar = models.JSONField(null=True, blank=True)
+    # review (monitor/labels.py): the on-call verdict and the short claim of the reviewer showing it
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    review_claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    review_claim_until = models.DateTimeField(null=True, blank=True)
     # files
     sorted_path = models.CharField(max_length=1000, blank=True, help_text="relative to the sorted folder")
     has_thumbnail = models.BooleanField(default=False)
@@ -177,6 +186,20 @@ class Image(models.Model):
             models.Index(fields=["day", "captured_at", "id"], name="image_day_captured"),
             models.Index(fields=["day", "device", "category"], name="image_day_device_cat"),
             models.Index(fields=["day", "category", "label", "disagreement"], name="image_day_counts"),
+            # the review queue (monitor/labels.py): flagged, not yet reviewed, newest day first and
+            # highest score first; partial, so it holds only the images still waiting
+            models.Index(
+                fields=["day", "score", "id"],
+                condition=Q(decision="attack", reviewed_at__isnull=True),
+                name="image_review_queue",
+            ),
+            models.Index(
+                fields=["device", "day", "score", "id"],
+                condition=Q(decision="attack", reviewed_at__isnull=True),
+                name="image_review_queue_device",
+            ),
+            # "reviewed today" of the review progress; partial, so it is no candidate for the queue
+            models.Index(fields=["reviewed_at"], condition=Q(reviewed_at__isnull=False), name="image_reviewed_at"),
         ]
 
     def __str__(self):
@@ -204,6 +227,62 @@ class Image(models.Model):
     @property
     def thumb_relpath(self) -> str:
         return f"{self.sha256[:2]}/{self.sha256}.jpg"
+
+
+class AttackType(models.Model):
+    """A presentation attack instrument species (SPEC section 2); data, managed by the admin."""
+
+    name = models.SlugField(max_length=50, unique=True)
+    description = models.CharField(max_length=200, blank=True)
+    position = models.IntegerField(default=0, help_text="order in menus and keys 1-9")
+
+    class Meta:
+        ordering = ["position", "name"]
+
+    def __str__(self):
+        return self.name
+
+
+class LabelEvent(models.Model):
+    """One label change of one image (the audit trail): who, when, from what to what, and why."""
+
+    REVIEW, LABELLING, IMPORT, SIDECAR = "review", "labelling", "import", "sidecar"
+    SOURCE_CHOICES = [(s, s) for s in (REVIEW, LABELLING, IMPORT, SIDECAR)]
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="label_events")
+    old_label = models.CharField(max_length=10, blank=True)
+    old_attack_type = models.CharField(max_length=50, blank=True)
+    new_label = models.CharField(max_length=10, blank=True)
+    new_attack_type = models.CharField(max_length=50, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="label_events"
+    )
+    source = models.CharField(max_length=10, choices=SOURCE_CHOICES)
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    undone = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["image", "created_at"], name="labelevent_image"),
+            models.Index(fields=["user", "source", "created_at"], name="labelevent_user_source"),
+        ]
+
+    def __str__(self):
+        return f"{self.image_id}: {self.old_text} -> {self.new_text} ({self.source})"
+
+    @staticmethod
+    def _text(label: str, attack_type: str) -> str:
+        return f"{label} ({attack_type})" if label and attack_type else (label or "unlabelled")
+
+    @property
+    def old_text(self) -> str:
+        return self._text(self.old_label, self.old_attack_type)
+
+    @property
+    def new_text(self) -> str:
+        return self._text(self.new_label, self.new_attack_type)
 
 
 class InboxFile(models.Model):

@@ -30,7 +30,7 @@ from liveness.pipeline import THUMB_SIDE, FileInput, ImageResult, Pipeline
 from liveness.quality import Gates
 from liveness.runtime import LivenessModel
 
-from . import alerts, daily
+from . import alerts, daily, labels
 from .models import Device, Ensemble, Image, InboxFile, Run
 
 log = logging.getLogger(__name__)
@@ -326,6 +326,7 @@ def score_batch(run_id: int, file_ids: list[int]) -> dict:
             mine.filter(pk=pk).update(status=InboxFile.DUPLICATE, image=Image.objects.get(sha256=sha), **done)
         for pk, reason in failed.items():
             mine.filter(pk=pk).update(status=InboxFile.FAILED, reason=reason[:500], **done)
+        labels.record_sidecar_labels([im for im, _ in stored])  # the audit trail starts with the sidecar
         Run.objects.filter(pk=run_id).update(
             processed=F("processed") + len(files),
             new_images=F("new_images") + len(stored),

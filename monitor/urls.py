@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path, register_converter
+from django.urls import include, path, register_converter
 
 from .converters import DayConverter
 from .views import alerts, api, gallery, media, overview, runs, thresholds
@@ -20,6 +20,8 @@ urlpatterns = [
     path("thresholds/", thresholds.table, name="thresholds"),
     path("alerts/", alerts.alert_list, name="alerts"),
     path("alerts/<int:pk>/acknowledge", alerts.acknowledge, name="alert-ack"),
+    path("review/", include("monitor.urls_review")),
+    path("labelling/", include("monitor.urls_labelling")),
     path("api/days", api.days, name="api-days"),
     path("api/days/<day:day>/images", api.day_images, name="api-day-images"),
     path("api/images/<int:pk>", api.image, name="api-image"),

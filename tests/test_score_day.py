@@ -348,3 +348,14 @@ def test_it_marks_the_run_failed_when_scoring_breaks(inbox, demo_ensemble, monke
 def test_it_refuses_to_run_without_an_active_ensemble(inbox):
     with pytest.raises(services.JobError, match="no active ensemble"):
         services.run_day(dt.date.fromisoformat(DAYS[0]))
+
+
+@pytest.mark.django_db
+def test_it_starts_the_audit_trail_with_the_sidecar_label(inbox, demo_ensemble):
+    from monitor.models import LabelEvent
+
+    score(DAYS[0])
+    labelled = Image.objects.filter(day=DAYS[0]).exclude(label="")
+    assert labelled.exists()
+    events = LabelEvent.objects.filter(source="sidecar")
+    assert sorted(events.values_list("image_id", "new_label")) == sorted(labelled.values_list("id", "label"))

@@ -8,6 +8,7 @@ from django.shortcuts import render
 from .. import browse
 from ..access import VIEW, get_image_for_user, require
 from ..models import CATEGORIES, Device
+from . import labelling
 
 
 def _query(data: dict, **changes) -> str:
@@ -77,4 +78,5 @@ def image_detail(request, pk):
             ("blur", im.blur, "", "blur"),
         ],
     }
+    ctx.update(labelling.detail_context(im))  # label history and, for admins, the label form
     return render(request, "monitor/image.html", ctx)
