@@ -4,8 +4,6 @@ per key, an attack type by digit, a skip, stepping back, an undo), then the stor
 the audit rows are checked in the database."""
 
 import datetime as dt
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,53 +15,7 @@ from monitor.models import Image, LabelEvent
 from tests import factories as f
 from tests.conftest import jpeg_bytes, put
 
-CHROMIUM = Path("/usr/bin/chromium")
 DAY = dt.date.today() - dt.timedelta(days=1)
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture
-def browser_page():
-    if not CHROMIUM.exists():
-        reason = "needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
-        if os.environ.get("KOALA_REQUIRE_SERVICES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(20_000)
-            try:
-                yield page
-            finally:
-                browser.close()
-    finally:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    _close_server_connections()
-
-
-def _close_server_connections():
-    """The live server's request threads may still hold PostgreSQL sessions, which would block
-    dropping the test database at the end of the run."""
-    from django.db import connection
-
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
 
 
 @pytest.fixture

@@ -15,11 +15,9 @@ from monitor import tasks
 from monitor.models import Image, LabelEvent
 from monitor.views import labelling as views
 from tests import factories as f
-from tests import test_e2e_browser
 
 DAY = dt.date(2026, 11, 20)
 GRID = reverse("labelling:grid", args=[DAY])
-browser_page = test_e2e_browser.browser_page  # headless chromium (skipped without it)
 
 
 @pytest.fixture(autouse=True)
