@@ -11,32 +11,39 @@ from ..models import CATEGORIES, Device
 from . import labelling
 
 
-def _query(data: dict, **changes) -> str:
+def query_string(data: dict, **changes) -> str:
     """The query string of the current filter with some values changed (empty values dropped)."""
     merged = {**{k: v for k, v in data.items() if k != "after"}, **changes}
     return urlencode({k: v for k, v in merged.items() if v not in (None, "")})
 
 
-@require(VIEW)
-def day_gallery(request, day):
+def browse_context(request, day) -> dict:
+    """What a page of one day's images needs: the filter form, category tabs with counts, one
+    keyset page and the links around it. Used by the gallery and the labelling grid."""
     form = browse.BrowseForm(request.GET)
     ok = form.is_valid()
     data = form.cleaned_data if ok else {"sort": "score"}
     counts = browse.category_counts(day, data)
     result = browse.page(day, data) if ok else browse.Page([], None)
-    tabs = [(c, counts[c], _query(data, category=c)) for c in CATEGORIES]
-    ctx = {
+    tabs = [(c, counts[c], query_string(data, category=c)) for c in CATEGORIES]
+    return {
         "day": day,
         "form": form,
+        "ok": ok,
         "data": data,
-        "tabs": [("", sum(counts.values()), _query(data, category=""))] + tabs,
+        "counts": counts,
+        "tabs": [("", sum(counts.values()), query_string(data, category=""))] + tabs,
         "images": result.images,
-        "next_query": _query(data, after=result.next_cursor) if result.next_cursor else None,
-        "first_query": _query(data) if data.get("after") else None,
-        "filter_query": _query(data),
+        "next_query": query_string(data, after=result.next_cursor) if result.next_cursor else None,
+        "first_query": query_string(data) if data.get("after") else None,
+        "filter_query": query_string(data),
         "devices": Device.objects.order_by("name").values_list("name", flat=True),
     }
-    return render(request, "monitor/gallery.html", ctx)
+
+
+@require(VIEW)
+def day_gallery(request, day):
+    return render(request, "monitor/gallery.html", browse_context(request, day))
 
 
 @require(VIEW)
@@ -68,7 +75,7 @@ def image_detail(request, pk):
         "overlay": overlay,
         "prev": prev,
         "next": nxt,
-        "filter_query": _query(data),
+        "filter_query": query_string(data),
         "sidecar": json.dumps(im.sidecar, indent=2, ensure_ascii=False) if im.sidecar else "",
         "gates": [
             ("face size", im.face_size, "px", "face_size"),

@@ -10,7 +10,6 @@ URL of this module answers 403 to reviewers and viewers, GET and POST alike.
 from __future__ import annotations
 
 import secrets
-from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
@@ -21,7 +20,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from .. import browse, labels
 from ..access import require
-from ..models import CATEGORIES, AttackType, Device, Image, LabelEvent
+from ..models import AttackType, Image, LabelEvent
+from . import gallery
 
 ADMIN = "monitor.change_modelversion"  # the admin group has it; reviewers and viewers do not
 MAX_MATCHING = 100_000  # "all matching the filter" labels at most this many images at once
@@ -77,12 +77,6 @@ def _errors(form: forms.Form) -> str:
     )
 
 
-def _query(data: dict, **changes) -> str:
-    """The query string of a filter with some values changed (empty values dropped)."""
-    merged = {**{k: v for k, v in data.items() if k != "after"}, **changes}
-    return urlencode({k: v for k, v in merged.items() if v not in (None, "")})
-
-
 def _safe_query(text: str) -> str:
     """A query string posted back to us, re-encoded (it only ever follows our own paths)."""
     return QueryDict(text or "").urlencode()
@@ -131,36 +125,21 @@ def _ids(values) -> list[int] | None:
 def grid(request, day):
     if request.method == "POST":
         return _bulk(request, day)
-    form = browse.BrowseForm(request.GET)
-    ok = form.is_valid()
-    data = form.cleaned_data if ok else {"sort": "score"}
-    counts = browse.category_counts(day, data)
-    result = browse.page(day, data) if ok else browse.Page([], None)
-    tabs = [(c, counts[c], _query(data, category=c)) for c in CATEGORIES]
+    ctx = gallery.browse_context(request, day)
+    data, counts = ctx["data"], ctx["counts"]
     matching = counts.get(data["category"], 0) if data.get("category") else sum(counts.values())
-    filter_fields = [
-        (f"{FILTER_PREFIX}-{name}", value)
-        for name, value in data.items()
-        if name != "after" and name in form.fields and value not in (None, "")
-    ]
-    ctx = {
-        "day": day,
-        "form": form,
-        "ok": ok,
-        "data": data,
-        "tabs": [("", sum(counts.values()), _query(data, category=""))] + tabs,
-        "images": result.images,
-        "next_query": _query(data, after=result.next_cursor) if result.next_cursor else None,
-        "first_query": _query(data) if data.get("after") else None,
-        "filter_query": _query(data),
-        "page_query": request.GET.urlencode(),
-        "filter_fields": filter_fields,
-        "matching": matching,
-        "max_matching": MAX_MATCHING,
-        "too_many": matching > MAX_MATCHING,
-        "action_form": ActionForm(),
-        "devices": Device.objects.order_by("name").values_list("name", flat=True),
-    }
+    ctx.update(
+        page_query=request.GET.urlencode(),
+        filter_fields=[
+            (f"{FILTER_PREFIX}-{name}", value)
+            for name, value in data.items()
+            if name != "after" and name in ctx["form"].fields and value not in (None, "")
+        ],
+        matching=matching,
+        max_matching=MAX_MATCHING,
+        too_many=matching > MAX_MATCHING,
+        action_form=ActionForm(),
+    )
     return render(request, "monitor/labelling.html", ctx)
 
 
