@@ -29,6 +29,7 @@ figures, so evaluating a day again changes nothing (no duplicate alert, no secon
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -276,6 +277,29 @@ def _open(rule: str, device_id: int | None, day: dt.date, verdict: Verdict, mess
     """A new alert, unless a closed one already covered this day (re-evaluating an old day)."""
     covered = Alert.objects.filter(rule=rule, device_id=device_id, day__lte=day, closed_day__gte=day)
     if covered.exists():
+        return None
+    # Re-arm delay: the same rule firing again shortly after its alert closed re-opens that alert
+    # (listed again, no new email), so a value hovering at its limit does not mail every few days.
+    recent = Alert.objects.filter(
+        rule=rule,
+        device_id=device_id,
+        status=Alert.CLOSED,
+        closed_day__lt=day,
+        closed_day__gte=day - dt.timedelta(days=settings.KOALA_ALERT_REARM_DAYS),
+    ).order_by("-closed_day")
+    again = recent.first()
+    if again is not None:
+        with contextlib.suppress(IntegrityError), transaction.atomic():
+            Alert.objects.filter(pk=again.pk).update(
+                status=Alert.OPEN,
+                closed_day=None,
+                closed_at=None,
+                last_day=day,
+                value=verdict.value,
+                limit=verdict.limit,
+                count=verdict.count,
+                message=message,
+            )
         return None
     try:
         with transaction.atomic():

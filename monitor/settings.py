@@ -96,6 +96,7 @@ KOALA_ALERT_MAX_FPR = env_optional_float("KOALA_ALERT_MAX_FPR")  # absolute boun
 KOALA_ALERT_MAX_PSI = env_float("KOALA_ALERT_MAX_PSI", 0.2)
 KOALA_ALERT_SILENT_MIN_DAYS = env_int("KOALA_ALERT_SILENT_MIN_DAYS", 8)  # "normally reports": days of the window
 KOALA_ALERT_CLEAR_DAYS = env_int("KOALA_ALERT_CLEAR_DAYS", 2)  # days back under the limit before closing
+KOALA_ALERT_REARM_DAYS = env_int("KOALA_ALERT_REARM_DAYS", 7)  # firing again within: re-open, no new email
 KOALA_ALERT_EMAILS = env_list("KOALA_ALERT_EMAILS")  # recipients; empty = ADMINS (mail_admins)
 
 # --- email: alerts are mailed only when EMAIL_HOST is set or another EMAIL_BACKEND is chosen ---

@@ -362,3 +362,25 @@ def test_it_returns_to_the_alerts_page_after_an_odd_next(client, personas, spike
     login(client, personas, "reviewer")
     response = client.post(reverse("alert-ack", args=[spike_alert.pk]), {"next": target})
     assert response.status_code == 302 and response["Location"] == reverse("alerts")
+
+
+@pytest.mark.django_db
+def test_it_reopens_a_recently_closed_alert_instead_of_mailing_again(settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.KOALA_ALERT_EMAILS = ["oncall@example.org"]
+    calm()
+    fill(SPIKE, flagged=20)
+    finish(SPIKE)
+    for back in (1, 2):  # two good days close it
+        fill(SPIKE + dt.timedelta(days=back), flagged=3)
+        finish(SPIKE + dt.timedelta(days=back))
+    assert not active(Alert.FLAG_RATE).exists() and len(mail.outbox) == 1
+
+    again = SPIKE + dt.timedelta(days=3)
+    fill(again, flagged=20)
+    assert finish(again) == []  # nothing newly opened ...
+
+    reopened = active(Alert.FLAG_RATE).get(device=None)
+    assert (reopened.status, reopened.day, reopened.last_day) == (Alert.OPEN, SPIKE, again)  # ... the same alert
+    assert Alert.objects.filter(rule=Alert.FLAG_RATE, device=None).count() == 1
+    assert len(mail.outbox) == 1  # and no second email
