@@ -31,6 +31,10 @@ Detector = Callable[[Image.Image], "tuple[Box, float] | None"]
 class FileInput:
     data: bytes
     sidecar: bytes | None = None
+    sha256: str = ""  # of `data`, if the caller already hashed it
+
+    def digest(self) -> str:
+        return self.sha256 or hashlib.sha256(self.data).hexdigest()
 
 
 @dataclass
@@ -97,12 +101,12 @@ class Pipeline:
         try:
             return self._prepare(f)
         except Exception as exc:  # noqa: BLE001
-            r = ImageResult(sha256=hashlib.sha256(f.data).hexdigest(), size=len(f.data), category="unreadable")
+            r = ImageResult(sha256=f.digest(), size=len(f.data), category="unreadable")
             r.reason = f"could not process the image: {exc.__class__.__name__}: {exc}"
             return r, None
 
     def _prepare(self, f: FileInput) -> tuple[ImageResult, dict | None]:
-        r = ImageResult(sha256=hashlib.sha256(f.data).hexdigest(), size=len(f.data), category="unreadable")
+        r = ImageResult(sha256=f.digest(), size=len(f.data), category="unreadable")
         if f.sidecar is not None:
             try:
                 r.sidecar = parse_sidecar(f.sidecar)

@@ -306,7 +306,9 @@ def score_batch(run_id: int, file_ids: list[int]) -> dict:
             to_score.append(f)
             first_in_batch.add(sha)
 
-    results = Pipeline(ens, gates_from_settings()).analyse([FileInput(*payload[f.pk]) for f in to_score])
+    results = Pipeline(ens, gates_from_settings()).analyse(
+        [FileInput(*payload[f.pk], sha256=shas[f.pk]) for f in to_score]  # hashed once, above
+    )
     t_score = time.monotonic()
 
     stored: list[tuple[Image, ImageResult]] = []

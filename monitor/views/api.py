@@ -260,18 +260,18 @@ def _day_figures(day: dt.date, rows: list[DailyMetric]) -> dict:
         for category, n in m.counts.items():
             counts[category] = counts.get(category, 0) + n
     main = max(rows, key=lambda m: (m.scored, m.threshold is not None, m.images))
-    per_type: dict[str, dict[str, int]] = {}
-    histogram: list[int] = []
+    # the day as one DailyMetric (not saved), so the ISO figures come from the model's own properties
+    whole = DailyMetric(genuine=total["genuine"], fp=total["fp"], attack_types={}, histogram=[])
     for m in rows:
         for name, c in (m.attack_types or {}).items():
-            t = per_type.setdefault(name, {"attacks": 0, "tp": 0})
+            t = whole.attack_types.setdefault(name, {"attacks": 0, "tp": 0})
             t["attacks"] += c.get("attacks", 0)
             t["tp"] += c.get("tp", 0)
         if m.histogram:
-            histogram = [a + b for a, b in zip(histogram or [0] * len(m.histogram), m.histogram, strict=True)]
-    apcer = {name: _rate(c["attacks"] - c["tp"], c["attacks"]) for name, c in sorted(per_type.items()) if c["attacks"]}
-    worst = max(apcer.values(), key=lambda r: r["rate"], default=None)
-    bpcer = total["fp"] / total["genuine"] if total["genuine"] else None
+            whole.histogram = [
+                a + b for a, b in zip(whole.histogram or [0] * len(m.histogram), m.histogram, strict=True)
+            ]
+    worst = whole.apcer
     return {
         "day": day,
         "images": total["images"],
@@ -280,11 +280,12 @@ def _day_figures(day: dt.date, rows: list[DailyMetric]) -> dict:
         "flag_rate": _rate(total["flagged"], total["scored"]),
         "fpr": _rate(total["fp"], total["genuine"]),
         "tpr": _rate(total["tp"], total["attacks"]),
-        "apcer_per_type": apcer,  # ISO/IEC 30107-3: attacks of a type decided live / attacks of that type
-        "apcer": worst["rate"] if worst else None,  # the worst type
-        "bpcer": bpcer,  # = FPR
-        "acer": (worst["rate"] + bpcer) / 2 if worst and bpcer is not None else None,
-        "histogram": histogram,  # scored images per score bin (10 equal bins over [0, 1])
+        # ISO/IEC 30107-3: APCER of a type = its attacks decided live / its attacks; reported = worst
+        "apcer_per_type": {name: _rate(r.k, r.n) for name, r in whole.apcer_per_type.items()},
+        "apcer": worst[1].value if worst else None,
+        "bpcer": whole.fpr.value if whole.genuine else None,  # = FPR
+        "acer": whole.acer,
+        "histogram": whole.histogram,  # scored images per score bin (10 equal bins over [0, 1])
         "threshold": main.threshold,
         "model_versions": main.model_versions,
         "ensemble": main.ensemble.name if main.ensemble else None,

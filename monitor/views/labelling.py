@@ -149,7 +149,6 @@ def _bulk(request, day):
     if not action.is_valid():
         messages.error(request, f"Nothing labelled: {_errors(action)}")
         return redirect(back)
-    label, attack_type = action.label_and_type()
 
     if request.POST.get("scope") == "filter":
         flt = browse.BrowseForm(request.POST, prefix=FILTER_PREFIX)
@@ -189,22 +188,25 @@ def _bulk(request, day):
     if not ids:
         messages.warning(request, "No images match the filter: nothing labelled.")
         return redirect(back)
-    try:
-        changed = labels.set_labels(
-            ids,
-            label,
-            attack_type,
-            user=request.user,
-            source=LabelEvent.LABELLING,
-            note=action.cleaned_data["note"],
-        )
-    except labels.LabelError as exc:
-        messages.error(request, f"Nothing labelled: {exc}")
+    changed = _set_labels(request, ids, action, "Nothing labelled")
+    if changed is None:
         return redirect(back)
     same = n - changed
     tail = f" ({same:,} of {what} already had that label)" if same else f" ({what})"
     messages.success(request, f"{changed:,} images labelled {action.describe()}{tail}.")
     return redirect(back)
+
+
+def _set_labels(request, ids, action: ActionForm, refused: str) -> int | None:
+    """Label the images as the action says (source: labelling); None, with a message, if refused."""
+    label, attack_type = action.label_and_type()
+    try:
+        return labels.set_labels(
+            ids, label, attack_type, user=request.user, source=LabelEvent.LABELLING, note=action.cleaned_data["note"]
+        )
+    except labels.LabelError as exc:
+        messages.error(request, f"{refused}: {exc}")
+        return None
 
 
 # --- one image ------------------------------------------------------------------------------------
@@ -219,18 +221,8 @@ def image(request, pk):
     if not action.is_valid():
         messages.error(request, f"Not labelled: {_errors(action)}")
         return redirect(back)
-    label, attack_type = action.label_and_type()
-    try:
-        changed = labels.set_labels(
-            [im.pk],
-            label,
-            attack_type,
-            user=request.user,
-            source=LabelEvent.LABELLING,
-            note=action.cleaned_data["note"],
-        )
-    except labels.LabelError as exc:
-        messages.error(request, f"Not labelled: {exc}")
+    changed = _set_labels(request, [im.pk], action, "Not labelled")
+    if changed is None:
         return redirect(back)
     if changed:
         messages.success(request, f"Labelled {action.describe()}.")
