@@ -30,6 +30,12 @@ class ModelVersion(models.Model):
     file = models.CharField(max_length=500, help_text="path of the ONNX file (relative to the models folder)")
     manifest = models.TextField(help_text="the TOML manifest as registered")
     input_shape = models.JSONField(default=list, blank=True)
+    output_shape = models.JSONField(default=list, blank=True)
+    # speed, measured on this machine (monitor/registry.py measure_model)
+    latency_ms = models.FloatField(null=True, blank=True, help_text="ms per image, batch 1, one core")
+    throughput = models.FloatField(null=True, blank=True, help_text="images/s at the best batch size, all cores")
+    best_batch = models.PositiveIntegerField(null=True, blank=True)
+    measured_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -62,8 +68,33 @@ class Ensemble(models.Model):
         return f"{self.name} (t={self.threshold:g}{', active' if self.is_active else ''})"
 
 
+class EnsembleEvent(models.Model):
+    """An admin's change to what production runs: an ensemble activated, or its threshold changed,
+    with the note saying why. Shown as markers on the trend charts."""
+
+    ACTIVATED, THRESHOLD, REGISTERED = "activated", "threshold", "registered"
+    KIND_CHOICES = [(k, k) for k in (ACTIVATED, THRESHOLD, REGISTERED)]
+
+    ensemble = models.ForeignKey(Ensemble, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=12, choices=KIND_CHOICES)
+    old_threshold = models.FloatField(null=True, blank=True)
+    new_threshold = models.FloatField(null=True, blank=True)
+    note = models.CharField(max_length=500, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.ensemble.name}: {self.kind} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
 class Run(models.Model):
-    """One scoring run of one day: what it found, how far it got, what went wrong."""
+    """One scoring run of one day: what it found, how far it got, what went wrong.
+
+    A shadow run scores the day's stored images with a non-active ensemble into ShadowScore rows
+    and touches neither the images' categories nor the folders."""
 
     QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
     STATUS_CHOICES = [(s, s) for s in (QUEUED, RUNNING, DONE, FAILED)]
@@ -74,6 +105,8 @@ class Run(models.Model):
     status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=QUEUED)
     trigger = models.CharField(max_length=20, default="manual")  # manual | nightly | rescan | command
     rescore = models.BooleanField(default=False)
+    shadow = models.BooleanField(default=False, help_text="scores into ShadowScore, leaves images and folders alone")
+    detector = models.CharField(max_length=200, blank=True, help_text="the face detector used (name and sha256)")
     total = models.PositiveIntegerField(default=0, help_text="files to process in this run")
     processed = models.PositiveIntegerField(default=0)
     new_images = models.PositiveIntegerField(default=0)
@@ -227,6 +260,30 @@ class Image(models.Model):
     @property
     def thumb_relpath(self) -> str:
         return f"{self.sha256[:2]}/{self.sha256}.jpg"
+
+
+class ShadowScore(models.Model):
+    """One image scored by a non-active ensemble (a shadow run): its scores and the decision it
+    would have made. The image's own category, score and folder stay those of production."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="shadow_scores")
+    ensemble = models.ForeignKey(Ensemble, on_delete=models.CASCADE, related_name="shadow_scores")
+    run = models.ForeignKey(Run, null=True, on_delete=models.SET_NULL, related_name="shadow_scores")
+    day = models.DateField()
+    scores = models.JSONField(default=dict, blank=True, help_text="model name -> live probability")
+    attack_guesses = models.JSONField(default=dict, blank=True)
+    score = models.FloatField()
+    threshold = models.FloatField()
+    decision = models.CharField(max_length=10, choices=DECISION_CHOICES)
+    model_versions = models.JSONField(default=dict, blank=True)
+    scored_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["ensemble", "image"], name="one_shadow_score_per_image")]
+        indexes = [models.Index(fields=["ensemble", "day"], name="shadow_ensemble_day")]
+
+    def __str__(self):
+        return f"{self.ensemble.name} on image {self.image_id}: {self.score:.3f}"
 
 
 class AttackType(models.Model):
