@@ -19,6 +19,7 @@
     scale = 2.7
     border = "shift"          # "pad": zeros outside the image; "shift": shrink, then move inside
     resize = "stretch"        # or "letterbox" (aspect kept, zero padding, centred)
+    interpolation = "pillow_bilinear"  # or "opencv_linear": cv2.resize INTER_LINEAR (no antialiasing)
     small_face_ref = 0        # px; faces with min side below it get scale * ref / side ...
     small_face_max_scale = 4.0  # ... capped here (0 = the rule is off)
 
@@ -55,6 +56,7 @@ class CropRecipe:
     scale: float = 1.0
     border: str = "pad"
     resize: str = "stretch"
+    interpolation: str = "pillow_bilinear"
     small_face_ref: float = 0.0
     small_face_max_scale: float = 0.0
 
@@ -152,6 +154,7 @@ def parse_model(doc: dict, base: Path, text: str = "") -> ModelManifest:
         scale=_get(c, "crop", "scale", float, 1.0),
         border=_get(c, "crop", "border", str, "pad", ("pad", "shift")),
         resize=_get(c, "crop", "resize", str, "stretch", ("stretch", "letterbox")),
+        interpolation=_get(c, "crop", "interpolation", str, "pillow_bilinear", ("pillow_bilinear", "opencv_linear")),
         small_face_ref=_get(c, "crop", "small_face_ref", float, 0.0),
         small_face_max_scale=_get(c, "crop", "small_face_max_scale", float, 0.0),
     )

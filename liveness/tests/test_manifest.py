@@ -37,6 +37,7 @@ side = "axes"
 scale = 2.7
 border = "shift"
 resize = "letterbox"
+interpolation = "opencv_linear"
 small_face_ref = 130
 small_face_max_scale = 4.0
 
@@ -77,7 +78,15 @@ def test_it_loads_every_field_of_a_model_manifest(tmp_path):
     assert m.file == (tmp_path / "weights" / "fas_a.onnx").resolve()  # relative to the manifest
     assert (m.input_name, m.size, m.layout, m.color, m.scale) == ("data", (80, 96), "NHWC", "BGR", "raw")
     assert m.mean == (104.0, 117.0, 123.0) and m.std == (58.0, 57.0, 57.5)
-    assert m.crop == CropRecipe("axes", 2.7, "shift", "letterbox", 130.0, 4.0)
+    assert m.crop == CropRecipe(
+        side="axes",
+        scale=2.7,
+        border="shift",
+        resize="letterbox",
+        interpolation="opencv_linear",
+        small_face_ref=130.0,
+        small_face_max_scale=4.0,
+    )
     assert (m.output_name, m.output_type, m.activation) == ("prob", "logits", "sigmoid")
     assert m.live_index == (0, 2)
     assert m.attack_classes == {1: "print", 3: "replay"}
@@ -135,6 +144,7 @@ def test_it_accepts_an_integer_threshold(tmp_path):
         ({"crop__scale": "big"}, "crop.scale"),
         ({"crop__border": "wrap"}, "crop.border"),
         ({"crop__resize": "crop"}, "crop.resize"),
+        ({"crop__interpolation": "bicubic"}, "crop.interpolation"),
         ({"output__type": "scores"}, "output.type"),
         ({"output__activation": "relu"}, "output.activation"),
         ({"output__live_index": -1}, "output.live_index"),

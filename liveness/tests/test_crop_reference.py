@@ -1,0 +1,120 @@
+"""Crops against the published reference: MiniFASNet's `CropImage` (Silent-Face-Anti-Spoofing,
+src/generate_patches.py), transcribed below with OpenCV as its authors run it.
+
+A manifest with side "axes", border "shift", resize "stretch" and interpolation "opencv_linear"
+must give the model the same pixels as the authors' code: the same rectangle exactly, and every
+pixel within one grey level (OpenCV's vectorised fixed-point rounding; fewer than 1% differ).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from liveness.boxes import Box
+from liveness.crop import crop_face, pixel_rect, resize_opencv_linear
+from liveness.manifest import CropRecipe
+
+cv2 = pytest.importorskip("cv2", reason="opencv-python-headless (requirements-dev.txt) gives the reference")
+
+MINIFASNET = CropRecipe(side="axes", scale=2.7, border="shift", resize="stretch", interpolation="opencv_linear")
+
+
+def reference_box(src_w, src_h, bbox, scale):
+    """CropImage._get_new_box, as published."""
+    x, y, box_w, box_h = bbox
+    scale = min((src_h - 1) / box_h, min((src_w - 1) / box_w, scale))
+    new_width, new_height = box_w * scale, box_h * scale
+    center_x, center_y = box_w / 2 + x, box_h / 2 + y
+    left_top_x, left_top_y = center_x - new_width / 2, center_y - new_height / 2
+    right_bottom_x, right_bottom_y = center_x + new_width / 2, center_y + new_height / 2
+    if left_top_x < 0:
+        right_bottom_x -= left_top_x
+        left_top_x = 0
+    if left_top_y < 0:
+        right_bottom_y -= left_top_y
+        left_top_y = 0
+    if right_bottom_x > src_w - 1:
+        left_top_x -= right_bottom_x - src_w + 1
+        right_bottom_x = src_w - 1
+    if right_bottom_y > src_h - 1:
+        left_top_y -= right_bottom_y - src_h + 1
+        right_bottom_y = src_h - 1
+    return int(left_top_x), int(left_top_y), int(right_bottom_x), int(right_bottom_y)
+
+
+def reference_crop(rgb: np.ndarray, bbox, scale, out_w, out_h) -> np.ndarray:
+    """CropImage.crop(..., crop=True), as published (the slice includes the bottom-right pixel)."""
+    src_h, src_w = rgb.shape[:2]
+    x0, y0, x1, y1 = reference_box(src_w, src_h, bbox, scale)
+    return cv2.resize(rgb[y0 : y1 + 1, x0 : x1 + 1], (out_w, out_h))
+
+
+def textured(w=640, h=480, seed=3) -> np.ndarray:
+    """Smooth gradients plus noise: every pixel differs, so a 1-pixel shift shows."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 255 / w, yy * 255 / h, (xx + yy) * 127 / (w + h)], axis=-1)
+    return np.clip(base + rng.integers(-40, 40, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+IMAGE = textured()
+
+boxes = st.builds(
+    lambda x, y, w, h: (x, y, w, h),
+    st.integers(-20, 600),
+    st.integers(-20, 440),
+    st.integers(20, 400),
+    st.integers(20, 400),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(bbox=boxes, scale=st.sampled_from([1.0, 2.7, 4.0]))
+def test_it_cuts_the_same_rectangle_as_minifasnet(bbox, scale):
+    recipe = CropRecipe(side="axes", scale=scale, border="shift")
+    x0, y0, x1, y1 = reference_box(640, 480, bbox, scale)
+    assert pixel_rect(recipe, Box(*bbox), 640, 480) == (x0, y0, x1 + 1, y1 + 1)
+
+
+@pytest.mark.parametrize(
+    "bbox",
+    [(250, 180, 120, 150), (5, 10, 200, 220), (560, 400, 70, 60), (100, 50, 300, 380), (300, 200, 33, 41)],
+)
+@pytest.mark.parametrize("out", [(80, 80), (128, 96)])
+def test_it_gives_the_model_the_pixels_minifasnet_gives_it(bbox, out):
+    want = reference_crop(IMAGE, bbox, 2.7, *out)
+    got = crop_face(Image.fromarray(IMAGE), MINIFASNET, Box(*bbox), (out[1], out[0]))
+    assert got.shape == want.shape
+    diff = np.abs(got.astype(int) - want.astype(int))
+    assert diff.max() <= 1
+    assert diff.mean() < 0.01
+
+
+@pytest.mark.parametrize("size", [(17, 23), (80, 80), (200, 150), (7, 300)])
+@pytest.mark.parametrize("shape", [(480, 640), (60, 60), (151, 97)])
+def test_it_resizes_like_opencv_inter_linear(size, shape):
+    src = textured(shape[1], shape[0], seed=7)
+    want = cv2.resize(src, size, interpolation=cv2.INTER_LINEAR)
+    got = resize_opencv_linear(src, *size)
+    diff = np.abs(got.astype(int) - want.astype(int))
+    assert diff.max() <= 1
+    assert diff.mean() < 0.01
+
+
+def test_it_differs_from_the_reference_with_pillow_resizing_when_shrinking_a_lot():
+    """Why the option exists: Pillow's bilinear filter antialiases a large reduction, OpenCV's
+    INTER_LINEAR samples two pixels per axis; a model trained on one sees other pixels with the
+    other."""
+    bbox = (100, 50, 300, 380)
+    want = reference_crop(IMAGE, bbox, 2.7, 80, 80)
+    pillow = crop_face(
+        Image.fromarray(IMAGE),
+        CropRecipe(**{**MINIFASNET.__dict__, "interpolation": "pillow_bilinear"}),
+        Box(*bbox),
+        (80, 80),
+    )
+    assert np.abs(pillow.astype(int) - want.astype(int)).max() > 10
