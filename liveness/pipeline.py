@@ -32,6 +32,7 @@ class FileInput:
     data: bytes
     sidecar: bytes | None = None
     sha256: str = ""  # of `data`, if the caller already hashed it
+    box: Box | None = None  # a known face box (e.g. stored by an earlier run): used before sidecar and detector
 
     def digest(self) -> str:
         return self.sha256 or hashlib.sha256(self.data).hexdigest()
@@ -49,7 +50,7 @@ class ImageResult:
     height: int | None = None
     sidecar: Sidecar | None = None
     box: Box | None = None
-    box_source: str = ""  # "sidecar" | "detector"
+    box_source: str = ""  # "stored" | "sidecar" | "detector"
     detection_score: float | None = None
     quality: Quality | None = None
     scores: dict[str, float] = field(default_factory=dict)  # model name -> live probability
@@ -123,10 +124,14 @@ class Pipeline:
         r.thumbnail = img.copy()
         r.thumbnail.thumbnail((self.thumb_side, self.thumb_side), Image.Resampling.BILINEAR)
 
-        r.box = self._sidecar_box(r)
+        r.box = self._given_box(f.box, r)
         if r.box is not None:
-            r.box_source = "sidecar"
-        elif self.detector is not None:
+            r.box_source = "stored"
+        else:
+            r.box = self._sidecar_box(r)
+            if r.box is not None:
+                r.box_source = "sidecar"
+        if r.box is None and self.detector is not None:
             found = self.detector(img)
             if found is not None:
                 r.box, r.detection_score = found
@@ -158,6 +163,15 @@ class Pipeline:
             r.crop_rects[m.name] = [round(v, 1) for v in crop_rect(m.crop, r.box, img.width, img.height)]
             crops[m.name] = crop_face(img, m.crop, r.box, m.size)
         return r, crops
+
+    @staticmethod
+    def _given_box(box: Box | None, r: ImageResult) -> Box | None:
+        if box is None:
+            return None
+        clipped = box.clip(r.width, r.height)
+        if clipped is None:
+            r.notes.append(f"given face box {box.as_dict()} lies outside the {r.width}x{r.height} image; ignored")
+        return clipped
 
     @staticmethod
     def _sidecar_box(r: ImageResult) -> Box | None:

@@ -1,6 +1,19 @@
 from django.contrib import admin
 
-from .models import Alert, AttackType, Device, Ensemble, Image, InboxFile, LabelEvent, ModelVersion, Run
+from .models import (
+    Alert,
+    AttackType,
+    Device,
+    Ensemble,
+    EnsembleEvent,
+    Image,
+    ImageAccess,
+    InboxFile,
+    LabelEvent,
+    ModelVersion,
+    Run,
+    ShadowScore,
+)
 
 
 @admin.register(Device)
@@ -11,7 +24,17 @@ class DeviceAdmin(admin.ModelAdmin):
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ("name", "version", "sha256", "created_at")
-    readonly_fields = ("sha256", "file", "input_shape", "created_at")
+    readonly_fields = (
+        "sha256",
+        "file",
+        "input_shape",
+        "output_shape",
+        "latency_ms",
+        "throughput",
+        "best_batch",
+        "measured_at",
+        "created_at",
+    )
 
 
 @admin.register(Ensemble)
@@ -76,6 +99,64 @@ class LabelEventAdmin(admin.ModelAdmin):
     search_fields = ("image__path", "image__sha256", "user__username", "note")
     date_hierarchy = "created_at"
     list_select_related = ("image", "user")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(EnsembleEvent)
+class EnsembleEventAdmin(admin.ModelAdmin):
+    """Who activated an ensemble or changed its threshold, and why: read-only (the changes go
+    through the models page, monitor/registry.py)."""
+
+    list_display = ("created_at", "ensemble", "kind", "old_threshold", "new_threshold", "user", "note")
+    list_filter = ("kind", "ensemble")
+    search_fields = ("ensemble__name", "user__username", "note")
+    date_hierarchy = "created_at"
+    list_select_related = ("ensemble", "user")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ShadowScore)
+class ShadowScoreAdmin(admin.ModelAdmin):
+    """Scores of shadow runs: written by the runs, read here."""
+
+    list_display = ("day", "ensemble", "image", "score", "threshold", "decision", "scored_at")
+    list_filter = ("ensemble", "decision")
+    date_hierarchy = "day"
+    raw_id_fields = ("image", "run")
+    list_select_related = ("ensemble", "image")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ImageAccess)
+class ImageAccessAdmin(admin.ModelAdmin):
+    """The access log (who opened which original image): read-only, written by the image file view."""
+
+    list_display = ("at", "username", "image_path", "kind", "ip")
+    list_filter = ("kind",)
+    search_fields = ("username", "image_path", "image__sha256")
+    date_hierarchy = "at"
+    raw_id_fields = ("user", "image")
 
     def has_add_permission(self, request):
         return False

@@ -51,7 +51,7 @@ def compute_day(day: dt.date) -> list[DailyMetric]:
         )
         .order_by()
     )
-    runs = Run.objects.filter(day=day, status=Run.DONE).exclude(ensemble=None).order_by("-finished_at")
+    runs = Run.objects.filter(day=day, status=Run.DONE, shadow=False).exclude(ensemble=None).order_by("-finished_at")
     last = runs.first()
     default_ensemble = last.ensemble_id if last else None
     metrics: dict[tuple, DailyMetric] = {}

@@ -205,6 +205,9 @@ class Image(models.Model):
     # files
     sorted_path = models.CharField(max_length=1000, blank=True, help_text="relative to the sorted folder")
     has_thumbnail = models.BooleanField(default=False)
+    purged_at = models.DateTimeField(
+        null=True, blank=True, help_text="when retention deleted its files (monitor/purge.py); the row stays"
+    )
     run = models.ForeignKey(Run, null=True, on_delete=models.SET_NULL, related_name="images")
     scored_at = models.DateTimeField(auto_now=True)
 
@@ -525,3 +528,33 @@ class ApiToken(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.user})"
+
+
+class ImageAccess(models.Model):
+    """Who opened which original image file, when and from where (KOALA_ACCESS_LOG). Written by
+    the image file view (monitor/views/media.py); listed on /access-log/ for admins. User and
+    image are also kept as text, so the record outlives a deleted user or image row."""
+
+    ORIGINAL = "original"
+    KIND_CHOICES = [(ORIGINAL, "original image")]
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="image_accesses"
+    )
+    username = models.CharField(max_length=150)
+    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="accesses")
+    image_path = models.CharField(max_length=1000, help_text="the image's inbox path when it was opened")
+    kind = models.CharField(max_length=10, choices=KIND_CHOICES, default=ORIGINAL)
+    at = models.DateTimeField(default=timezone.now)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["at"], name="imageaccess_at"),
+            models.Index(fields=["user", "at"], name="imageaccess_user_at"),
+            models.Index(fields=["image", "at"], name="imageaccess_image_at"),
+        ]
+
+    def __str__(self):
+        return f"{self.username} opened {self.image_path} at {self.at:%Y-%m-%d %H:%M:%S}"

@@ -24,8 +24,9 @@ from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from liveness.decode import UnreadableImage, decode_image
+from liveness.detect import FaceDetector, load_detector_manifest
 from liveness.ensemble import Ensemble as LiveEnsemble
-from liveness.manifest import parse_model_text
+from liveness.manifest import ManifestError, parse_model_text
 from liveness.pipeline import THUMB_SIDE, FileInput, ImageResult, Pipeline
 from liveness.quality import Gates
 from liveness.runtime import LivenessModel
@@ -115,13 +116,36 @@ def load_ensemble(ens: Ensemble, threshold: float | None = None) -> LiveEnsemble
     return _loaded[key]
 
 
+_detectors: dict[str, FaceDetector] = {}
+
+
+def face_detector() -> FaceDetector | None:
+    """The configured face detector (KOALA_FACE_DETECTOR, a detector manifest), loaded once per
+    process; None when none is configured. A broken manifest or file is a JobError."""
+    path = settings.KOALA_FACE_DETECTOR
+    if not path:
+        return None
+    if path not in _detectors:
+        try:
+            _detectors[path] = FaceDetector(load_detector_manifest(path), threads=settings.KOALA_ORT_THREADS)
+        except ManifestError as exc:
+            raise JobError(f"KOALA_FACE_DETECTOR: {exc}") from None
+    return _detectors[path]
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 
 def start_run(day: dt.date, *, trigger: str = "manual", rescore: bool = False, ensemble: Ensemble | None = None) -> Run:
     ensemble = ensemble or active_ensemble()
+    detector = face_detector()
     return Run.objects.create(
-        day=day, ensemble=ensemble, threshold=ensemble.threshold, trigger=trigger, rescore=rescore
+        day=day,
+        ensemble=ensemble,
+        threshold=ensemble.threshold,
+        trigger=trigger,
+        rescore=rescore,
+        detector=detector.label if detector else "",
     )
 
 
@@ -306,7 +330,7 @@ def score_batch(run_id: int, file_ids: list[int]) -> dict:
             to_score.append(f)
             first_in_batch.add(sha)
 
-    results = Pipeline(ens, gates_from_settings()).analyse(
+    results = Pipeline(ens, gates_from_settings(), detector=face_detector()).analyse(
         [FileInput(*payload[f.pk], sha256=shas[f.pk]) for f in to_score]  # hashed once, above
     )
     t_score = time.monotonic()

@@ -4,11 +4,14 @@ One data root (KOALA_DATA_DIR, default ./data) holds inbox/, sorted/, thumbs/, m
 SQLite database; each folder can be moved with its own variable.
 """
 
+import datetime as dt
 import os
 from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from csp.constants import NONE, SELF, UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -59,9 +62,71 @@ def env_path(name: str, default: Path) -> Path:
 
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY", "koala-demo-only-insecure-secret-key-change-me-in-production")
+DEMO_SECRET_KEY = "koala-demo-only-insecure-secret-key-change-me-in-production"
+SECRET_KEY = env_str("SECRET_KEY", DEMO_SECRET_KEY)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+# --- security (README "Security"). Production sets KOALA_HTTPS=1: the site is served over HTTPS
+# only (a proxy terminating TLS in front of gunicorn), so cookies are Secure, plain HTTP is
+# redirected and browsers are told to use HTTPS (HSTS). `manage.py check --deploy` is then clean.
+KOALA_HTTPS = env_bool("KOALA_HTTPS", False)
+# the proxy in front sets X-Forwarded-Proto and appends the client to X-Forwarded-For: trust them
+# (only when the app cannot be reached but through that proxy)
+KOALA_PROXY_HEADERS = env_bool("KOALA_PROXY_HEADERS", False)
+if KOALA_HTTPS and SECRET_KEY == DEMO_SECRET_KEY:
+    raise ImproperlyConfigured("KOALA_HTTPS=1 (production) needs a SECRET_KEY of its own, not the demo one")
+SESSION_COOKIE_SECURE = KOALA_HTTPS
+CSRF_COOKIE_SECURE = KOALA_HTTPS
+SESSION_COOKIE_AGE = env_int("KOALA_SESSION_HOURS", 12) * 3600  # biometric images: a working day, not two weeks
+SECURE_SSL_REDIRECT = env_bool("KOALA_SSL_REDIRECT", KOALA_HTTPS)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if KOALA_PROXY_HEADERS else None
+SECURE_HSTS_SECONDS = env_int("KOALA_HSTS_SECONDS", 365 * 24 * 3600 if KOALA_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("KOALA_HSTS_INCLUDE_SUBDOMAINS", KOALA_HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("KOALA_HSTS_PRELOAD", False)
+# HSTS preload is the domain owner's decision (a submission to the browsers' list, for the
+# registrable domain, not the app's host name): not asked for by default, so its warning is off.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+# Django's defaults, stated: nosniff, X-Frame-Options DENY, Referrer-Policy and COOP same-origin
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Content security policy (django-csp): scripts only from our static files (no inline script, no
+# eval); styles also inline, because Plotly draws its charts with inline styles (style
+# attributes and a <style> element it injects). Images from our views and data: URIs (Plotly's
+# modebar), nothing framed, forms post only to us.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:", "blob:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+# Login throttling (django-axes): after KOALA_LOGIN_FAILURE_LIMIT failed logins of one user name
+# from one address, that pair is locked out for KOALA_LOGIN_COOLOFF_MINUTES (0 = until an admin
+# runs `manage.py axes_reset_username NAME`), even with the right password.
+AXES_ENABLED = env_bool("KOALA_LOGIN_THROTTLE", True)
+AXES_FAILURE_LIMIT = env_int("KOALA_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env_int("KOALA_LOGIN_COOLOFF_MINUTES", 15)) or None
+# "username+ip_address" = the pair; a comma separates alternatives ("ip_address,username": either)
+AXES_LOCKOUT_PARAMETERS = [
+    p.split("+") if "+" in p else p for p in env_list("KOALA_LOGIN_LOCKOUT_BY", "username+ip_address")
+]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # no banner on every command; failed logins and lockouts are still logged
+AXES_CLIENT_IP_CALLABLE = "monitor.views.access_log.client_ip"  # honours KOALA_PROXY_HEADERS
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before the password check
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 # --- folders: one data root ---
 DATA_DIR = env_path("KOALA_DATA_DIR", BASE_DIR / "data")
@@ -76,6 +141,8 @@ KOALA_X_ACCEL_REDIRECT = env_bool("KOALA_X_ACCEL_REDIRECT", False)
 # --- scoring ---
 KOALA_BATCH_SIZE = env_int("KOALA_BATCH_SIZE", 64)  # files per Celery batch task
 KOALA_ORT_THREADS = env_int("KOALA_ORT_THREADS", 0)  # onnxruntime intra-op threads, 0 = default
+# a face detector manifest (liveness/detectors/*.toml) for images without a sidecar box; "" = none
+KOALA_FACE_DETECTOR = env_str("KOALA_FACE_DETECTOR", "")
 KOALA_MIN_FACE = env_float("KOALA_MIN_FACE", 130)
 KOALA_MAX_YAW = env_float("KOALA_MAX_YAW", 30)
 KOALA_MAX_PITCH = env_float("KOALA_MAX_PITCH", 30)
@@ -84,6 +151,17 @@ KOALA_CLAIM_SECONDS = env_int("KOALA_CLAIM_SECONDS", 600)  # a batch claim expir
 KOALA_SETTLE_SECONDS = env_int("KOALA_SETTLE_SECONDS", 30)  # newer files wait for the next run
 KOALA_NIGHTLY_AT = env_str("KOALA_NIGHTLY_AT", "02:30")  # HH:MM, TIME_ZONE; scores yesterday
 KOALA_RESCAN_DAYS = env_int("KOALA_RESCAN_DAYS", 3)  # hourly re-scan for late files
+
+# --- privacy (README "Privacy"; monitor/purge.py) ---
+# image files of days older than this many days are purged nightly (links, thumbnails; the rows
+# with scores, labels and metrics stay); 0 = keep forever
+KOALA_RETENTION_DAYS = env_int("KOALA_RETENTION_DAYS", 0)
+if KOALA_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured(f"KOALA_RETENTION_DAYS: expected 0 (keep forever) or more, got {KOALA_RETENTION_DAYS}")
+# also delete the originals in the inbox (the devices' delivery area, otherwise never touched)
+KOALA_RETENTION_INBOX = env_bool("KOALA_RETENTION_INBOX", False)
+KOALA_PURGE_AT = env_str("KOALA_PURGE_AT", "03:45")  # HH:MM, TIME_ZONE; after the nightly scoring
+KOALA_ACCESS_LOG = env_bool("KOALA_ACCESS_LOG", True)  # record who opened which original image, when
 
 # --- alerts (monitor/alerts.py): evaluated when a day finishes ---
 KOALA_ALERT_WINDOW_DAYS = env_int("KOALA_ALERT_WINDOW_DAYS", 14)  # trailing days of the control limits
@@ -120,11 +198,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    "axes",
     "monitor",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -132,6 +212,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the 429 answer
 ]
 
 ROOT_URLCONF = "monitor.urls"
@@ -217,6 +298,12 @@ CELERY_BEAT_SCHEDULE = {
     "score-yesterday": {"task": "monitor.tasks.score_yesterday", "schedule": crontab(hour=_hour, minute=_minute)},
     "rescan-recent-days": {"task": "monitor.tasks.rescan_recent", "schedule": crontab(minute=17)},
 }
+if KOALA_RETENTION_DAYS > 0:
+    _purge_hour, _purge_minute = (int(v) for v in KOALA_PURGE_AT.split(":"))
+    CELERY_BEAT_SCHEDULE["purge-images"] = {
+        "task": "monitor.tasks.purge_expired_images",
+        "schedule": crontab(hour=_purge_hour, minute=_purge_minute),
+    }
 
 LOGGING = {
     "version": 1,

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from . import alerts, daily, services
+from . import alerts, daily, purge, services, shadow
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +76,51 @@ def recompute_day(day: str) -> int:
     day = day if isinstance(day, dt.date) else services.parse_day(day)
     daily.compute_day(day)
     return len(alerts.evaluate_day(day))
+
+
+# --- shadow runs (monitor/shadow.py): a non-active ensemble scores a day into ShadowScore ----------
+
+
+@shared_task
+def shadow_day(
+    day: str, ensemble_id: int, run_id: int | None = None, rescore: bool = False, trigger: str = "manual"
+) -> int:
+    """Score the day's stored images with a non-active ensemble in parallel batches; finish in a chord callback."""
+    if run_id is None:
+        run = shadow.start_shadow_run(services.parse_day(day), ensemble_id, trigger=trigger, rescore=rescore)
+    else:
+        run = services.Run.objects.get(pk=run_id)
+    try:
+        ids = shadow.shadow_ids(run)
+        batches = [shadow_batch.si(run.pk, b) for b in services.chunks(ids, settings.KOALA_BATCH_SIZE)]
+        if not batches:
+            finish_shadow_run.delay(None, run.pk)
+        else:
+            chord(batches)(finish_shadow_run.s(run.pk).on_error(run_failed.si(run.pk)))
+    except Exception as exc:  # in-process (eager) runs raise here; on a worker on_error handles batches
+        services.fail_run(run.pk, f"{exc.__class__.__name__}: {exc}")
+        raise
+    return run.pk
+
+
+@shared_task(bind=True, autoretry_for=TRANSIENT, retry_backoff=2, retry_backoff_max=120, max_retries=6, acks_late=True)
+def shadow_batch(self, run_id: int, image_ids: list[int]) -> dict:
+    return shadow.shadow_batch(run_id, image_ids)
+
+
+@shared_task(autoretry_for=TRANSIENT, retry_backoff=2, max_retries=6)
+def finish_shadow_run(batch_results: list[dict] | None, run_id: int) -> int:
+    shadow.finish_shadow_run(run_id, batch_results)
+    return run_id
+
+
+# --- retention (monitor/purge.py): nightly on beat when KOALA_RETENTION_DAYS > 0 ----------------
+
+
+@shared_task
+def purge_expired_images() -> dict:
+    """Delete the image files of the days past KOALA_RETENTION_DAYS (rows, scores and metrics stay)."""
+    if settings.KOALA_RETENTION_DAYS <= 0:  # 0 = keep forever (a beat entry left from an earlier setting)
+        return {}
+    result = purge.purge_images(settings.KOALA_RETENTION_DAYS)
+    return {"cutoff": result.cutoff.isoformat(), "images": result.images, "errors": len(result.errors)}

@@ -3,7 +3,9 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 
 from .converters import DayConverter
-from .views import alerts, api, gallery, media, overview, runs, thresholds
+from .views import access_log, alerts, api, gallery, media, overview, runs, thresholds
+from .views import compare as compare_views
+from .views import models as model_views
 
 register_converter(DayConverter, "day")
 
@@ -13,13 +15,20 @@ urlpatterns = [
     path("images/<int:pk>/", gallery.image_detail, name="image"),
     path("images/<int:pk>/file", media.image_file, name="image-file"),
     path("images/<int:pk>/thumb", media.thumbnail, name="thumb"),
+    path("access-log/", access_log.access_log, name="access-log"),
     path("runs/", runs.run_list, name="runs"),
     path("runs/start", runs.start, name="run-start"),
     path("runs/<int:pk>/", runs.run_detail, name="run"),
     path("runs/<int:pk>/status", runs.status, name="run-status"),
     path("thresholds/", thresholds.table, name="thresholds"),
+    path("compare/", compare_views.compare, name="compare"),
     path("alerts/", alerts.alert_list, name="alerts"),
     path("alerts/<int:pk>/acknowledge", alerts.acknowledge, name="alert-ack"),
+    path("models/", model_views.model_list, name="models"),
+    path("models/<int:pk>/", model_views.model_detail, name="model"),
+    path("models/<int:pk>/measure", model_views.measure, name="model-measure"),
+    path("ensembles/<int:pk>/activate", model_views.activate, name="ensemble-activate"),
+    path("ensembles/<int:pk>/threshold", model_views.threshold, name="ensemble-threshold"),
     path("review/", include("monitor.urls_review")),
     path("labelling/", include("monitor.urls_labelling")),
     path("api/days", api.days, name="api-days"),

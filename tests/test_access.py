@@ -6,11 +6,18 @@ import datetime as dt
 import pytest
 from django.urls import URLPattern, get_resolver, reverse
 
-from monitor.models import Run
+from monitor.models import Ensemble, ModelVersion, Run
 from tests import factories as f
 
 DAY = dt.date(2026, 11, 20)
 PUBLIC = {"login"}
+# URL names whose <int:pk> is a row of another table than runs and images
+PK_OF = {
+    "model": ModelVersion,
+    "model-measure": ModelVersion,
+    "ensemble-activate": Ensemble,
+    "ensemble-threshold": Ensemble,
+}
 
 
 def _patterns(resolver, prefix="", namespace=""):
@@ -31,6 +38,8 @@ def project_urls(run_pk: int, image_pk: int) -> list[tuple[str, str]]:
             kwargs["day"] = DAY
         if "<int:pk>" in route:
             kwargs["pk"] = run_pk if name.startswith("run") else image_pk
+            if name in PK_OF:  # other rows than runs and images: the first one of its table
+                kwargs["pk"] = PK_OF[name].objects.order_by("pk").values_list("pk", flat=True).first()
         urls.append((name, reverse(name, kwargs=kwargs)))
     return urls + [("admin", reverse("admin:index"))]
 
@@ -39,6 +48,7 @@ def project_urls(run_pk: int, image_pk: int) -> list[tuple[str, str]]:
 def rows(db):
     im = f.image(day=DAY)
     run = Run.objects.create(day=DAY, status=Run.DONE)
+    ModelVersion.objects.create(name="m1", sha256="a" * 64, file="m1.onnx", manifest="")
     return run.pk, im.pk
 
 
@@ -67,10 +77,11 @@ def test_it_refuses_a_user_without_a_role_on_every_url(client, rows, personas):
     for name, url in project_urls(*rows):
         if name in PUBLIC or name in ("logout",):
             continue
-        response = client.get(url)
-        assert response.status_code in (302, 403, 405), (url, response.status_code)
-        if response.status_code == 302:
-            assert "login" in response["Location"], url
+        for method in ("get", "post"):
+            response = getattr(client, method)(url)
+            assert response.status_code in (302, 403, 405), (method, url, response.status_code)
+            if response.status_code == 302:
+                assert "login" in response["Location"], (method, url)
 
 
 POST_ONLY = {
@@ -81,10 +92,20 @@ POST_ONLY = {
     "review:skip",
     "review:undo",
     "review:clear-skips",
+    "model-measure",
+    "ensemble-activate",
+    "ensemble-threshold",
 }
 FILES = {"image-file", "thumb"}  # tested with real files in test_gallery.py
 # who may open what beyond "every role sees it"
-ROLES_OF = {"review:": {"reviewer", "admin"}, "labelling:": {"admin"}, "admin": {"admin"}}
+ROLES_OF = {
+    "review:": {"reviewer", "admin"},
+    "labelling:": {"admin"},
+    "admin": {"admin"},
+    "model-measure": {"admin"},
+    "ensemble-": {"admin"},
+    "access-log": {"admin"},
+}
 
 
 def allowed(name: str, role: str) -> bool:
@@ -117,3 +138,21 @@ def test_it_lets_only_admins_start_a_run(client, personas, role):
     response = client.post(reverse("run-start"), {"day": "2026-11-20"})
     assert response.status_code == 403
     assert not Run.objects.exists()
+
+
+@pytest.mark.parametrize("role", ["viewer", "reviewer", "admin"])
+def test_it_holds_the_role_matrix_on_every_url_for_post(client, rows, personas, role):
+    """A POST is refused for the role exactly where a GET is: 403 before any work (the admin
+    site: its login). Where the role is allowed, the view answers for itself (a redirect, a form
+    error, 405 for a read-only view), never 403."""
+    client.force_login(personas[role])
+    for name, url in project_urls(*rows):
+        if name in PUBLIC or name == "logout":
+            continue
+        response = client.post(url)
+        if not allowed(name, role):
+            expected = 302 if name == "admin" else 403
+            assert response.status_code == expected, (role, url, response.status_code)
+        else:
+            assert response.status_code != 403, (role, url, response.status_code)
+            assert response.status_code < 500, (role, url, response.status_code)

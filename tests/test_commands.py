@@ -97,3 +97,22 @@ def test_it_parses_the_compose_file():
     assert "gunicorn" in services["web"]["command"]
     assert all("healthcheck" in services[n] for n in ("postgres", "redis", "web", "worker"))
     json.dumps(compose)  # plain data, no YAML-only types
+
+
+@pytest.mark.django_db
+def test_it_measures_the_speed_of_newly_registered_models_unless_told_not_to():
+    fas_a = str(DEMO_MANIFEST.with_name("fas_a.toml"))
+    out = io.StringIO()
+    call_command("register_models", fas_a, "--no-measure", stdout=out)
+    mv = ModelVersion.objects.get()
+    assert mv.measured_at is None and "speed" not in out.getvalue()
+
+    out = io.StringIO()
+    call_command("register_models", fas_a, stdout=out)  # registered, never measured: measured now
+    mv.refresh_from_db()
+    assert mv.latency_ms > 0 and mv.throughput > 0 and mv.best_batch in (1, 8, 32, 64)
+    assert f"speed of {mv.label}: {mv.latency_ms:.2f} ms/image (batch 1, one core)" in out.getvalue()
+
+    out = io.StringIO()
+    call_command("register_models", fas_a, stdout=out)  # measured already: not again
+    assert "speed" not in out.getvalue()

@@ -235,3 +235,28 @@ def test_it_returns_only_unscored_results_when_nothing_can_be_scored(pipeline, e
     results = pipeline.analyse([FileInput(b""), FileInput(image(encode, (1, 2, 3)))])
     assert [r.category for r in results] == ["unreadable", "no_face"]
     assert "empty" in results[0].reason
+
+
+def test_it_scores_the_stored_box_before_the_sidecar_and_the_detector(tmp_path, encode):
+    seen = []
+
+    def detector(img):
+        seen.append(img.size)
+        return Box(0, 0, 50, 50), 0.9
+
+    p = Pipeline(make_ensemble(tmp_path), detector=detector)
+    img = Image.new("RGB", (300, 300), (20, 40, 200))  # blue: the sidecar's box says attack
+    img.paste((230, 130, 30), (40, 30, 260, 260))  # orange around the stored box: live
+    data = encode(img, "PNG")
+    stored = Box(80, 70, 140, 150)
+    side = sidecar(face={"x": 0, "y": 0, "w": 30, "h": 30})
+    given, from_sidecar, outside = p.analyse(
+        [FileInput(data, side, box=stored), FileInput(data, side), FileInput(data, side, box=Box(400, 400, 50, 50))]
+    )
+    assert (given.box, given.box_source) == (stored, "stored")
+    assert given.detection_score is None and seen == []
+    assert given.scores["red"] > 0.8 and from_sidecar.scores["red"] < 0.2
+    assert from_sidecar.box_source == "sidecar"
+    # a stored box outside the image is ignored, with a note; the sidecar's box is used instead
+    assert outside.box_source == "sidecar" and outside.score == from_sidecar.score
+    assert any("given face box" in n for n in outside.notes)

@@ -1,5 +1,6 @@
 """The overview: the latest day's figures with Wilson intervals, per-day trends with interval
-bands and change markers, and the last runs.
+bands and change markers (from the figures, and the admins' recorded changes: EnsembleEvent),
+and the last runs.
 
 Everything comes from DailyMetric rows (SPEC section 5) and the Run table, with a fixed number
 of queries whatever the range: no per-image or per-day queries.
@@ -11,12 +12,13 @@ import datetime as dt
 
 from django.db.models import Max, Q, Subquery
 from django.shortcuts import render
+from django.utils import timezone
 
 from liveness.metrics import Rate, wilson
 
 from .. import alerts
 from ..access import VIEW, require
-from ..models import CATEGORIES, DailyMetric, Device, Ensemble, Run
+from ..models import CATEGORIES, DailyMetric, Device, Ensemble, EnsembleEvent, Run
 
 RANGES = (30, 90, 365)
 DEFAULT_RANGE = 30
@@ -75,10 +77,41 @@ def _versions_change(before: dict, after: dict) -> str:
     return "models " + "; ".join(parts)
 
 
-def _markers(chosen: list[DailyMetric]) -> list[dict]:
+def _event_text(ev: EnsembleEvent) -> str:
+    """ "threshold 0.49 → 0.55: <note> (by <user>)" or "ensemble demo activated: <note> (by <user>)"."""
+    if ev.kind == EnsembleEvent.THRESHOLD:
+        text = f"threshold {ev.old_threshold:g} → {ev.new_threshold:g}"
+    else:
+        text = f"ensemble {ev.ensemble.name} activated"
+    if ev.note:
+        text += f": {ev.note}"
+    if ev.user is not None:
+        text += f" (by {ev.user.get_username()})"
+    return text
+
+
+def _events(start: dt.date, end: dt.date, ensemble_ids: set[int]) -> list[EnsembleEvent]:
+    """Activations, and threshold changes of the ensembles the chart shows, on the local days
+    start .. end; one query."""
+    tz = timezone.get_current_timezone()
+    since = dt.datetime.combine(start, dt.time.min, tzinfo=tz)
+    until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=tz)
+    return list(
+        EnsembleEvent.objects.filter(created_at__gte=since, created_at__lt=until)
+        .filter(Q(kind=EnsembleEvent.ACTIVATED) | Q(kind=EnsembleEvent.THRESHOLD, ensemble_id__in=ensemble_ids))
+        .select_related("ensemble", "user")
+        .order_by("created_at", "id")
+    )
+
+
+def _markers(chosen: list[DailyMetric], events: list[EnsembleEvent] = ()) -> list[dict]:
     """Days where the threshold or the model versions differ from the previous day that had them
-    (days with no scored image carry neither and are skipped, not counted as a change)."""
-    markers = []
+    (days with no scored image carry neither and are skipped, not counted as a change), merged
+    with the recorded ensemble events on the local day of each: one marker per day, its texts
+    joined with "; " (a figures' change that an event of the day already says is left out)."""
+    per_day: dict[str, list[str]] = {}
+    for ev in events:
+        per_day.setdefault(timezone.localdate(ev.created_at).isoformat(), []).append(_event_text(ev))
     last_threshold, last_versions, last_ensemble = None, None, None
     for m in chosen:
         changes = []
@@ -94,9 +127,12 @@ def _markers(chosen: list[DailyMetric]) -> list[dict]:
             if last_versions is not None and m.model_versions != last_versions:
                 changes.append(_versions_change(last_versions, m.model_versions))
             last_versions = m.model_versions
+        day = m.day.isoformat()
+        told = per_day.get(day, [])
+        changes = [c for c in changes if not any(t.startswith(c + ":") or t.startswith(c + " ") for t in told)]
         if changes:
-            markers.append({"day": m.day.isoformat(), "text": "; ".join(changes)})
-    return markers
+            per_day[day] = changes + told
+    return [{"day": day, "text": "; ".join(texts)} for day, texts in sorted(per_day.items())]
 
 
 def _trend(by_day: dict[dt.date, DailyMetric], start: dt.date, end: dt.date) -> dict:
@@ -166,7 +202,9 @@ def overview(request):
         for r in rows:
             per_day.setdefault(r.day, []).append(r)
         chosen = [_pick(day_rows, active_id) for _, day_rows in sorted(per_day.items())]
-        markers = [mk for mk in _markers(chosen) if mk["day"] >= start.isoformat()]
+        shown = {m.ensemble_id for m in chosen if m.ensemble_id is not None} | ({active_id} - {None})
+        events = _events(start, end, shown)
+        markers = [mk for mk in _markers(chosen, events) if mk["day"] >= start.isoformat()]
         by_day = {m.day: m for m in chosen if m.day >= start}
         trend = _trend(by_day, start, end)
         trend["markers"] = markers

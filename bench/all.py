@@ -1,0 +1,199 @@
+"""Every benchmark of issue 7 in one run (`make bench`): the daily job's throughput and memory
+(bench.pipeline), the gallery's server time (bench.gallery) and the threshold table (bench.threshold_table),
+one after the other (never at the same time: they would slow each other down), then one table
+of the six figures with pass / fail against the issue's targets.
+
+    python -m bench.all [--images 1500] [--database sqlite|postgres] [--json bench/results/bench.json]
+
+Each benchmark runs in its own process (each sets up Django with its own temporary database) and
+writes its own JSON under bench/results/ (gitignored); this one writes bench/results/bench.json.
+The exit status is 1 if a benchmark crashed, else 0 (a missed target is reported, not an error;
+`--strict` makes it 1 as well).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOTAL_TARGET_S = 600  # `make bench` under 10 minutes
+GALLERY_P95_MS = 150.0
+THRESHOLD_TABLE_S = 2.0
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench.all", description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=1500, help="images of the pipeline benchmark's day")
+    p.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    p.add_argument("--json", default="bench/results/bench.json")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    return p.parse_args(argv)
+
+
+def run(name: str, cmd: list[str]) -> dict:
+    print(f"\n===== {name}: {' '.join(cmd[1:])}", flush=True)
+    t0 = time.perf_counter()
+    rc = subprocess.run(cmd, cwd=ROOT).returncode
+    secs = round(time.perf_counter() - t0, 1)
+    print(f"===== {name}: exit {rc} after {secs:.0f} s", flush=True)
+    return {"returncode": rc, "seconds": secs}
+
+
+def load(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def summary_rows(pipe: dict | None, gallery: dict | None, table: dict | None) -> list[dict]:
+    rows = []
+    if pipe:
+        c, e = pipe["ceilings"], pipe["end_to_end"]
+        b = c["inference"]["best"]
+        rows += [
+            {
+                "item": "1. decode ceiling",
+                "value": f"{c['decode_full']['rate']:.0f}/s full size, {c['decode_draft']['rate']:.0f}/s draft",
+                "target": "",
+                "ok": None,
+            },
+            {
+                "item": "2. inference ceiling",
+                "value": f"{c['inference']['rate']:.0f}/s ({b['config']}, batch {b['batch']})",
+                "target": "",
+                "ok": None,
+            },
+            {
+                "item": "3. combined ceiling",
+                "value": f"{pipe['combined_ceiling']:.0f}/s ({pipe['ceiling_decode']} decode;"
+                f" {c['combined_full']:.0f}/s with full decode)",
+                "target": "",
+                "ok": None,
+            },
+            {
+                "item": "3. end to end / ceiling",
+                "value": f"{e['rate']:.0f}/s = {pipe['ratio']:.2f} of the ceiling ({pipe['ratio_full']:.2f} of the"
+                f" full-decode one)",
+                "target": f">= {pipe['target_ratio']}",
+                "ok": pipe["ratio_ok"],
+            },
+        ]
+        ws = e["memory"]["workers"].values()
+        rows.append(
+            {
+                "item": "4. worker memory",
+                "value": "peak "
+                + ", ".join(f"{w['peak_mb']:.0f}" for w in ws)
+                + " MB; RSS at 20 % -> end "
+                + ", ".join(f"{w['rss_at_20pct_mb']:.0f}->{w['rss_end_mb']:.0f}" for w in ws)
+                + " MB",
+                "target": "flat",
+                "ok": pipe["memory_flat"],
+            }
+        )
+    if gallery:
+        g = gallery["results"]["gallery"]
+        rows.append(
+            {
+                "item": "5. gallery server time",
+                "value": f"p50 {g['p50']:.0f} ms, p95 {g['p95']:.0f} ms"
+                f" ({gallery['fill']['big_day_images']:,} / {gallery['fill']['images']:,} images)",
+                "target": f"p95 < {GALLERY_P95_MS:.0f} ms",
+                "ok": g["p95"] < GALLERY_P95_MS,
+            }
+        )
+    if table:
+        times = sorted(table["seconds"]["strategy_table_14x2"])
+        med = times[len(times) // 2]
+        rows.append(
+            {
+                "item": "6. threshold table",
+                "value": f"{med:.2f} s median on {table['rows']:,} rows",
+                "target": f"< {THRESHOLD_TABLE_S:.0f} s",
+                "ok": med < THRESHOLD_TABLE_S,
+            }
+        )
+    return rows
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    py = sys.executable
+    out_dir = ROOT / "bench" / "results"
+    pipe_json = out_dir / "pipeline.json"
+    gallery_json = out_dir / ("gallery.json" if args.database == "sqlite" else "gallery-postgres.json")
+    table_json = out_dir / "threshold_table.json"
+    for stale in (pipe_json, gallery_json, table_json):
+        stale.unlink(missing_ok=True)  # a crashed benchmark must not report an old figure
+    t0 = time.perf_counter()
+    runs = {
+        "pipeline": run(
+            "pipeline",
+            [
+                py,
+                "-m",
+                "bench.pipeline",
+                "--images",
+                str(args.images),
+                "--database",
+                args.database,
+                "--json",
+                str(pipe_json),
+            ],
+        ),
+        "gallery": run("gallery", [py, "-m", "bench.gallery", "--database", args.database, "--out", str(gallery_json)]),
+        "threshold_table": run("threshold_table", [py, "-m", "bench.threshold_table", "--out", str(table_json)]),
+    }
+    total = round(time.perf_counter() - t0, 1)
+    pipe, gallery, table = load(pipe_json), load(gallery_json), load(table_json)
+    rows = summary_rows(pipe, gallery, table)
+    rows.append(
+        {
+            "item": "total time",
+            "value": f"{total:.0f} s (" + ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in runs.items()) + ")",
+            "target": f"< {TOTAL_TARGET_S // 60} min",
+            "ok": total < TOTAL_TARGET_S,
+        }
+    )
+
+    print(f"\nIssue 7 benchmarks ({os.cpu_count()} cores, {args.database}, {args.images} images for the daily job)")
+    print(f"  {'':26s} {'value':78s} {'target':>15s} {'':>5s}")
+    for r in rows:
+        print(f"  {r['item']:26s} {r['value']:78s} {r['target']:>15s} {verdict(r['ok']):>5s}")
+    crashed = [k for k, v in runs.items() if v["returncode"] != 0]
+    if crashed:
+        print(f"  crashed: {', '.join(crashed)} (see above)")
+
+    out = Path(args.json)
+    if not out.is_absolute():
+        out = ROOT / out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "benchmark": "all",
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "args": vars(args),
+        "total_seconds": total,
+        "runs": runs,
+        "rows": rows,
+        "results": {"pipeline": str(pipe_json), "gallery": str(gallery_json), "threshold_table": str(table_json)},
+    }
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    missed = any(r["ok"] is False for r in rows)
+    return 1 if crashed or (args.strict and missed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

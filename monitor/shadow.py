@@ -1,0 +1,222 @@
+"""Shadow runs: score a day's stored images with a non-active ensemble (GitHub issue 6).
+
+run = start_shadow_run(day, ensemble)   # a Run with shadow=True
+ids = shadow_ids(run)                   # images production scored that day (box and score)
+for batch in chunks(ids): shadow_batch(run.pk, batch)   # score with the stored box, upsert ShadowScore
+finish_shadow_run(run.pk)               # counts, errors, timings, status done
+
+A shadow run writes ShadowScore rows and its own Run row, nothing else: no Image, InboxFile,
+DailyMetric or Alert row and no file of the sorted or thumbs folders changes. Each image is scored
+from its inbox file with the face box production stored (`FileInput.box`, box_source "stored"),
+so both ensembles look at the same face. Safe to run twice and concurrently: one ShadowScore per
+(ensemble, image), written by upsert.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from liveness.boxes import Box
+from liveness.pipeline import FileInput, Pipeline
+
+from .models import Ensemble, Image, Run, ShadowScore
+from .services import JobError, chunks, fail_run, gates_from_settings, load_ensemble
+
+log = logging.getLogger(__name__)
+
+SCORE_FIELDS = [
+    "run",
+    "day",
+    "scores",
+    "attack_guesses",
+    "score",
+    "threshold",
+    "decision",
+    "model_versions",
+    "scored_at",
+]
+MAX_ERRORS = 1000
+
+
+def resolve(ensemble: Ensemble | str | int) -> Ensemble:
+    """An Ensemble from itself, its name or its id; JobError naming the known ones otherwise."""
+    if isinstance(ensemble, Ensemble):
+        return ensemble
+    found = Ensemble.objects.filter(**({"pk": ensemble} if isinstance(ensemble, int) else {"name": ensemble})).first()
+    if found is None:
+        raise JobError(f"unknown ensemble {ensemble!r} (ensembles: {known_names()})")
+    return found
+
+
+def known_names() -> str:
+    return ", ".join(Ensemble.objects.order_by("name").values_list("name", flat=True)) or "none registered"
+
+
+def start_shadow_run(
+    day: dt.date, ensemble: Ensemble | str | int, *, trigger: str = "manual", rescore: bool = False
+) -> Run:
+    """A queued shadow Run of the day for a non-active ensemble (the active one is a normal run)."""
+    ens = resolve(ensemble)
+    if ens.is_active:
+        raise JobError(f"{ens.name} is the active ensemble: score the day with a normal run, not a shadow run")
+    if not ens.members.exists():
+        raise JobError(f"ensemble {ens.name} has no models")
+    return Run.objects.create(
+        day=day, ensemble=ens, threshold=ens.threshold, trigger=trigger, rescore=rescore, shadow=True
+    )
+
+
+def shadow_ids(run: Run) -> list[int]:
+    """Ids of the day's images that production scored (a face box and a score), minus those the
+    run's ensemble already has a shadow score for (unless the run re-scores). Starts the run."""
+    t0 = time.monotonic()
+    qs = Image.objects.filter(day=run.day, score__isnull=False, box_w__isnull=False, box_h__isnull=False)
+    if not run.rescore:
+        qs = qs.exclude(shadow_scores__ensemble_id=run.ensemble_id)
+    ids = list(qs.order_by("id").values_list("id", flat=True))
+    Run.objects.filter(pk=run.pk).update(
+        total=len(ids),
+        status=Run.RUNNING,
+        started_at=timezone.now(),
+        timings={"discover_s": round(time.monotonic() - t0, 3)},
+    )
+    return ids
+
+
+def _read(im: Image) -> tuple[bytes, bytes | None]:
+    path = settings.INBOX_DIR / im.path
+    data = path.read_bytes()
+    sidecar = path.with_suffix(".json")
+    return data, (sidecar.read_bytes() if sidecar.is_file() else None)
+
+
+def stored_box(im: Image) -> Box:
+    return Box(im.box_x, im.box_y, im.box_w, im.box_h)
+
+
+def shadow_batch(run_id: int, image_ids: list[int]) -> dict:
+    """Score one batch of a shadow run and upsert its ShadowScore rows. A file that is gone,
+    unreadable or changed since production scored it goes to the run's errors, with its reason."""
+    t0 = time.monotonic()
+    run = Run.objects.select_related("ensemble").get(pk=run_id)
+    if not run.shadow or run.ensemble is None:
+        raise JobError(f"run {run_id} is not a shadow run of an ensemble")
+    ens = load_ensemble(run.ensemble, run.threshold)
+    versions = {m.name: m.label for m in run.ensemble.members.all()}
+    images = list(Image.objects.filter(pk__in=image_ids).order_by("id"))
+
+    errors: list[dict] = []
+    todo: list[tuple[Image, FileInput]] = []
+    for im in images:
+        try:
+            data, sidecar = _read(im)
+        except OSError as exc:
+            errors.append({"path": im.path, "reason": f"cannot read the file: {exc.strerror or exc}"})
+            continue
+        sha = hashlib.sha256(data).hexdigest()
+        if sha != im.sha256:
+            errors.append({"path": im.path, "reason": "the file's bytes changed since production scored it"})
+            continue
+        todo.append((im, FileInput(data, sidecar, sha256=sha, box=stored_box(im))))
+
+    results = Pipeline(ens, gates_from_settings()).analyse([f for _, f in todo])
+    t_score = time.monotonic()
+
+    now = timezone.now()
+    rows = []
+    for (im, _), r in zip(todo, results, strict=True):
+        if r.score is None:
+            errors.append({"path": im.path, "reason": r.reason or f"not scored ({r.category})"})
+            continue
+        rows.append(
+            ShadowScore(
+                image=im,
+                ensemble=run.ensemble,
+                run=run,
+                day=im.day,
+                scores=r.scores,
+                attack_guesses=r.attack_guesses,
+                score=r.score,
+                threshold=ens.threshold,
+                decision=r.decision,
+                model_versions=versions,
+                scored_at=now,
+            )
+        )
+    with transaction.atomic():
+        ShadowScore.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["ensemble", "image"], update_fields=SCORE_FIELDS
+        )
+        locked = Run.objects.select_for_update().get(pk=run_id)  # errors are appended by concurrent batches
+        Run.objects.filter(pk=run_id).update(
+            processed=F("processed") + len(image_ids),
+            new_images=F("new_images") + len(rows),
+            failed_files=F("failed_files") + len(errors),
+            errors=(locked.errors + errors)[:MAX_ERRORS],
+        )
+    return {
+        "images": len(image_ids),
+        "scored": len(rows),
+        "flagged": sum(r.decision == "attack" for r in rows),
+        "failed": len(errors),
+        "score_s": round(t_score - t0, 3),
+        "total_s": round(time.monotonic() - t0, 3),
+    }
+
+
+def finish_shadow_run(run_id: int, batch_results: list[dict] | None = None) -> Run:
+    """Close a shadow run: its counts (scored and flagged by this run, and the ensemble's shadow
+    scores of the day), timings, status done. Nothing of the day's images or figures changes."""
+    run = Run.objects.get(pk=run_id)
+    mine = ShadowScore.objects.filter(run=run)
+    counts = {
+        "scored": mine.count(),
+        "flagged": mine.filter(decision="attack").count(),
+        "day_total": ShadowScore.objects.filter(ensemble_id=run.ensemble_id, day=run.day).count(),
+    }
+    timings = dict(run.timings)
+    if run.started_at:
+        timings["total_s"] = round((timezone.now() - run.started_at).total_seconds(), 3)
+    if batch_results:
+        timings["batches"] = len(batch_results)
+        timings["score_s"] = round(sum(b.get("score_s", 0) for b in batch_results), 3)
+    Run.objects.filter(pk=run_id).update(status=Run.DONE, counts=counts, timings=timings, finished_at=timezone.now())
+    run.refresh_from_db()
+    log.info("shadow run %s of %s with %s %s: %s", run.pk, run.day, run.ensemble, run.status, counts)
+    return run
+
+
+def run_shadow_day(
+    day: dt.date,
+    ensemble: Ensemble | str | int,
+    *,
+    trigger: str = "command",
+    rescore: bool = False,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    total: Callable[[int], None] | None = None,
+) -> Run:
+    """A whole shadow day in this process, batch after batch (what the Celery chord does in parallel)."""
+    run = start_shadow_run(day, ensemble, trigger=trigger, rescore=rescore)
+    ids = shadow_ids(run)
+    if total:
+        total(len(ids))
+    results = []
+    try:
+        for batch in chunks(ids, batch_size or settings.KOALA_BATCH_SIZE):
+            results.append(shadow_batch(run.pk, batch))
+            if progress:
+                progress(len(batch))
+    except Exception as exc:
+        fail_run(run.pk, f"{exc.__class__.__name__}: {exc}")
+        raise
+    return finish_shadow_run(run.pk, results)

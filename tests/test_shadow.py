@@ -1,0 +1,247 @@
+"""Shadow scoring (issue 6): a non-active ensemble scores a day into ShadowScore rows and leaves
+everything of production alone. Real demo models on a small generated day."""
+
+import datetime as dt
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+
+from liveness import demo
+from liveness.boxes import Box
+from liveness.pipeline import FileInput, Pipeline
+from monitor import services, shadow
+from monitor.models import Alert, DailyMetric, Device, Image, InboxFile, LabelEvent, Run, ShadowScore
+from monitor.registry import register_manifest
+from tests.conftest import DEMO_MANIFEST
+
+DAY = dt.date(2026, 11, 20)
+FAS_A = DEMO_MANIFEST.parent / "fas_a.toml"
+
+
+@pytest.fixture(scope="session")
+def small_day(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shadow_inbox")
+    demo.generate_inbox(out, days=1, per_day=30, seed=13, end_day=DAY)
+    return out
+
+
+@pytest.fixture
+def scored_day(small_day, demo_ensemble, data_root):
+    """The day scored by production (the active demo ensemble: fas_a, fas_b, fas_c)."""
+    shutil.copytree(small_day, settings.INBOX_DIR, dirs_exist_ok=True)
+    run = services.run_day(DAY)
+    assert run.status == Run.DONE
+    return run
+
+
+@pytest.fixture
+def fas_a_only(demo_ensemble):
+    """A second, non-active ensemble: the demo's fas_a alone, with another threshold."""
+    ens = register_manifest(FAS_A, threshold=0.3)
+    assert not ens.is_active and list(ens.members.values_list("name", flat=True)) == ["fas_a"]
+    return ens
+
+
+def listing(root: Path) -> dict:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        out[p.relative_to(root).as_posix()] = (st.st_ino, st.st_mtime_ns, st.st_size, st.st_nlink)
+    return out
+
+
+def production_state() -> dict:
+    return {
+        "images": list(Image.objects.order_by("id").values()),
+        "inbox_files": list(InboxFile.objects.order_by("id").values()),
+        "daily_metrics": list(DailyMetric.objects.order_by("id").values()),
+        "alerts": list(Alert.objects.order_by("id").values()),
+        "label_events": list(LabelEvent.objects.order_by("id").values()),
+        "devices": list(Device.objects.order_by("id").values()),
+        "runs": list(Run.objects.filter(shadow=False).order_by("id").values()),
+        "sorted": listing(settings.SORTED_DIR),
+        "thumbs": listing(settings.THUMBS_DIR),
+        "inbox": listing(settings.INBOX_DIR),
+    }
+
+
+def production_scored():
+    return Image.objects.filter(day=DAY, score__isnull=False, box_w__isnull=False)
+
+
+@pytest.mark.django_db
+def test_it_leaves_the_active_results_untouched(scored_day, fas_a_only):
+    before = production_state()
+    assert before["sorted"] and before["thumbs"] and before["daily_metrics"]
+
+    run = shadow.run_shadow_day(DAY, fas_a_only)
+
+    assert (run.status, run.shadow, run.ensemble, run.threshold) == (Run.DONE, True, fas_a_only, 0.3)
+    after = production_state()
+    for key in before:
+        assert after[key] == before[key], key
+
+
+@pytest.mark.django_db
+def test_it_stores_one_shadow_score_per_scored_image(scored_day, fas_a_only):
+    run = shadow.run_shadow_day(DAY, fas_a_only)
+
+    scored = production_scored()
+    rows = {s.image_id: s for s in ShadowScore.objects.filter(ensemble=fas_a_only)}
+    assert scored.count() > 20 and set(rows) == set(scored.values_list("id", flat=True))
+    assert run.total == run.processed == run.new_images == len(rows) and run.failed_files == 0
+    flagged = sum(s.decision == "attack" for s in rows.values())
+    assert run.counts == {"scored": len(rows), "flagged": flagged, "day_total": len(rows)}
+    # fas_a alone on the stored box scores exactly what fas_a said in production (same face, same crop)
+    for im in scored:
+        s = rows[im.pk]
+        assert s.scores == {"fas_a": pytest.approx(im.scores["fas_a"], abs=1e-5)}
+        assert s.score == pytest.approx(im.scores["fas_a"], abs=1e-5)
+        assert (s.day, s.run_id, s.threshold) == (im.day, run.pk, 0.3)
+        assert s.decision == ("live" if s.score > 0.3 else "attack")
+        assert s.model_versions == {"fas_a": fas_a_only.members.get().label}
+
+
+@pytest.mark.django_db
+def test_it_matches_a_direct_computation_for_one_image(scored_day, fas_a_only):
+    shadow.run_shadow_day(DAY, fas_a_only)
+    im = production_scored().order_by("id").first()
+
+    path = settings.INBOX_DIR / im.path
+    side = path.with_suffix(".json")
+    box = Box(im.box_x, im.box_y, im.box_w, im.box_h)
+    ens = services.load_ensemble(fas_a_only)
+    (r,) = Pipeline(ens, services.gates_from_settings()).analyse(
+        [FileInput(path.read_bytes(), side.read_bytes() if side.exists() else None, box=box)]
+    )
+
+    s = ShadowScore.objects.get(ensemble=fas_a_only, image=im)
+    assert r.box_source == "stored"
+    assert s.score == pytest.approx(r.score, abs=1e-6) and s.decision == r.decision
+    assert s.scores == pytest.approx(r.scores, abs=1e-6)
+
+
+@pytest.mark.django_db
+def test_it_adds_nothing_when_a_shadow_day_runs_again(scored_day, fas_a_only):
+    shadow.run_shadow_day(DAY, fas_a_only)
+    before = list(ShadowScore.objects.order_by("id").values())
+
+    again = shadow.run_shadow_day(DAY, fas_a_only)
+
+    assert (again.status, again.total, again.processed, again.new_images) == (Run.DONE, 0, 0, 0)
+    assert again.counts == {"scored": 0, "flagged": 0, "day_total": len(before)}
+    assert list(ShadowScore.objects.order_by("id").values()) == before
+
+
+@pytest.mark.django_db
+def test_it_overwrites_the_shadow_scores_on_rescore(scored_day, fas_a_only):
+    first = shadow.run_shadow_day(DAY, fas_a_only)
+    n = ShadowScore.objects.count()
+    fas_a_only.threshold = 0.9
+    fas_a_only.save()
+
+    again = shadow.run_shadow_day(DAY, fas_a_only, rescore=True)
+
+    assert again.total == again.new_images == n == ShadowScore.objects.count()
+    rows = list(ShadowScore.objects.all())
+    assert {(s.run_id, s.threshold) for s in rows} == {(again.pk, 0.9)} and first.pk != again.pk
+    assert all(s.decision == ("live" if s.score > 0.9 else "attack") for s in rows)
+    assert again.counts["flagged"] == sum(s.decision == "attack" for s in rows)
+
+
+@pytest.mark.django_db
+def test_it_records_a_missing_file_and_scores_the_rest(scored_day, fas_a_only):
+    gone = production_scored().order_by("id").first()
+    (settings.INBOX_DIR / gone.path).unlink()
+
+    run = shadow.run_shadow_day(DAY, fas_a_only)
+
+    assert run.status == Run.DONE and run.failed_files == 1
+    assert [e["path"] for e in run.errors] == [gone.path] and "cannot read the file" in run.errors[0]["reason"]
+    assert ShadowScore.objects.count() == production_scored().count() - 1
+    assert not ShadowScore.objects.filter(image=gone).exists()
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_shadow_run_of_the_active_ensemble(demo_ensemble):
+    with pytest.raises(services.JobError, match="active ensemble"):
+        shadow.start_shadow_run(DAY, demo_ensemble)
+    assert not Run.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_runs_the_celery_task_as_a_chord(scored_day, fas_a_only, settings):
+    from monitor import tasks
+
+    settings.KOALA_BATCH_SIZE = 7  # several batches
+    run_id = tasks.shadow_day.delay(DAY.isoformat(), fas_a_only.pk).get()
+
+    run = Run.objects.get(pk=run_id)
+    assert run.shadow and run.status == Run.DONE and run.timings["batches"] > 1
+    assert ShadowScore.objects.filter(run=run).count() == production_scored().count() == run.processed
+
+
+# --- the command -------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_names_the_known_ensembles_for_an_unknown_one(fas_a_only):
+    with pytest.raises(CommandError, match=r"unknown ensemble 'nope' \(ensembles: demo, fas_a\)"):
+        call_command("score_day", DAY.isoformat(), "--ensemble", "nope")
+    assert not Run.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_shadow_scores_a_day_from_the_command(scored_day, fas_a_only):
+    out = io.StringIO()
+    call_command("score_day", DAY.isoformat(), "--ensemble", "fas_a", stdout=out, stderr=io.StringIO())
+
+    run = Run.objects.get(shadow=True)
+    n = production_scored().count()
+    assert run.trigger == "command" and ShadowScore.objects.filter(run=run).count() == n
+    text = out.getvalue()
+    assert "shadow run of ensemble fas_a" in text and f"{n} images scored" in text
+
+
+@pytest.mark.django_db
+def test_it_runs_a_normal_run_when_the_command_names_the_active_ensemble(scored_day, fas_a_only):
+    out = io.StringIO()
+    call_command("score_day", DAY.isoformat(), "--ensemble", "demo", stdout=out, stderr=io.StringIO())
+
+    assert not Run.objects.filter(shadow=True).exists() and Run.objects.filter(shadow=False).count() == 2
+    assert not ShadowScore.objects.exists() and "shadow" not in out.getvalue()
+
+
+# --- the runs page -----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_starts_a_shadow_run_from_the_runs_page(client, personas, scored_day, fas_a_only):
+    client.force_login(personas["admin"])
+    page = client.get(reverse("runs")).content.decode()
+    assert '<option value="demo" selected>' in page and '<option value="fas_a">' in page
+
+    response = client.post(reverse("run-start"), {"day": DAY.isoformat(), "ensemble": "fas_a"})
+
+    run = Run.objects.get(shadow=True)
+    assert response.status_code == 302 and response["Location"] == reverse("run", args=[run.pk])
+    assert (run.status, run.ensemble, run.trigger) == (Run.DONE, fas_a_only, "manual")
+    assert ShadowScore.objects.filter(run=run).count() == production_scored().count()
+    assert "Shadow run of ensemble fas_a" in client.get(response["Location"]).content.decode()
+    assert "shadow: fas_a" in client.get(reverse("runs")).content.decode()
+    # and the compare page shows both ensembles over those images
+    page = client.get(reverse("compare")).content.decode()
+    assert f'data-images="{production_scored().count()}"' in page and "A: demo" in page and "B: fas_a" in page
+
+
+@pytest.mark.django_db
+def test_it_starts_a_normal_run_from_the_runs_page_with_the_active_ensemble(client, personas, scored_day, fas_a_only):
+    client.force_login(personas["admin"])
+    response = client.post(reverse("run-start"), {"day": DAY.isoformat(), "ensemble": "demo"})
+    assert response.status_code == 302
+    assert not Run.objects.filter(shadow=True).exists() and Run.objects.count() == 2
