@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,11 +36,19 @@ class DecodedImage:
     reduction: int = 1  # >1 when a JPEG was decoded at 1/reduction of its size (draft mode)
 
 
-def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None) -> DecodedImage:
+def decode_image(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: int | None = None,
+    max_reduction: Callable[[int, int], float] | None = None,
+) -> DecodedImage:
     """Decode image bytes into an upright RGB image or raise UnreadableImage.
 
-    `min_side`: if given, a JPEG may be decoded at a reduced scale (1/2, 1/4, 1/8, via
-    Pillow's draft mode) as long as its smaller side stays >= min_side.
+    A JPEG may be decoded at a reduced scale (1/2, 1/4, 1/8, via Pillow's draft mode, which
+    skips most of the decoding work): with `min_side`, as long as its smaller side stays >=
+    min_side; with `max_reduction(width, height)`, by at most the factor it returns for the
+    stored size. The largest allowed power of two is used.
     """
     if not data:
         raise UnreadableImage("empty file (0 bytes)")
@@ -64,9 +73,11 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side:
         raise UnreadableImage(f"decompression bomb refused: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}")
 
     reduction = 1
-    if min_side and fmt in ("JPEG", "MPO"):
-        target = max(1, min(w, h))
-        while reduction < 8 and target // (reduction * 2) >= min_side:
+    if (min_side or max_reduction) and fmt in ("JPEG", "MPO"):
+        limit = max_reduction(w, h) if max_reduction else 8
+        if min_side:
+            limit = min(limit, max(1, min(w, h)) / min_side)
+        while reduction < 8 and reduction * 2 <= limit:
             reduction *= 2
         if reduction > 1:
             img.draft("RGB", (-(-w // reduction), -(-h // reduction)))
