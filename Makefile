@@ -39,10 +39,9 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-## benchmarks (not tests): prints a table and writes bench/results/*.json
+## benchmarks (not tests): daily job, gallery, threshold table; one table, bench/results/*.json
 bench: install
-	$(PY) -m bench.gallery
-	$(PY) -m bench.threshold_table
+	$(PY) -m bench.all
 
 clean:
 	rm -rf data staticfiles .pytest_cache

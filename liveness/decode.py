@@ -48,7 +48,7 @@ def decode_image(
     A JPEG may be decoded at a reduced scale (1/2, 1/4, 1/8, via Pillow's draft mode, which
     skips most of the decoding work): with `min_side`, as long as its smaller side stays >=
     min_side; with `max_reduction(width, height)`, by at most the factor it returns for the
-    stored size. The largest allowed power of two is used.
+    upright size (EXIF orientation applied). The largest allowed power of two is used.
     """
     if not data:
         raise UnreadableImage("empty file (0 bytes)")
@@ -74,7 +74,8 @@ def decode_image(
 
     reduction = 1
     if (min_side or max_reduction) and fmt in ("JPEG", "MPO"):
-        limit = max_reduction(w, h) if max_reduction else 8
+        upright = (h, w) if _orientation(img) in (5, 6, 7, 8) else (w, h)
+        limit = max_reduction(*upright) if max_reduction else 8
         if min_side:
             limit = min(limit, max(1, min(w, h)) / min_side)
         while reduction < 8 and reduction * 2 <= limit:
@@ -103,6 +104,13 @@ def decode_image(
     except Exception as exc:  # noqa: BLE001 - e.g. a colour mode Pillow cannot convert
         raise UnreadableImage(f"cannot convert {img.mode} colour mode to RGB: {exc}") from None
     return DecodedImage(image=rgb, format=fmt, width=w, height=h, reduction=reduction)
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a broken EXIF block counts as upright
+        return 1
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -552,7 +552,7 @@ class ImageAccess(models.Model):
         ordering = ["-at", "-id"]
         indexes = [
             models.Index(fields=["at"], name="imageaccess_at"),
-            models.Index(fields=["user", "at"], name="imageaccess_user_at"),
+            models.Index(fields=["username", "at"], name="imageaccess_username_at"),
             models.Index(fields=["image", "at"], name="imageaccess_image_at"),
         ]
 

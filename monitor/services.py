@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
@@ -330,29 +330,35 @@ def score_batch(run_id: int, file_ids: list[int]) -> dict:
             to_score.append(f)
             first_in_batch.add(sha)
 
-    results = Pipeline(ens, gates_from_settings(), detector=face_detector()).analyse(
+    pipeline = Pipeline(ens, gates_from_settings(), detector=face_detector(), draft=settings.KOALA_DRAFT_DECODE)
+    results = pipeline.analyse(
         [FileInput(*payload[f.pk], sha256=shas[f.pk]) for f in to_score]  # hashed once, above
     )
     t_score = time.monotonic()
 
-    stored: list[tuple[Image, ImageResult]] = []
     mine = InboxFile.objects.filter(claimed_by=token, status=InboxFile.PENDING)
     done = {"claimed_by": "", "claimed_until": None}
     with transaction.atomic():
-        for f, r in zip(to_score, results, strict=True):
-            if not mine.filter(pk=f.pk).exists():  # the claim expired and another batch took the file
-                continue
-            im = _store(r, f, run, ens, versions, existing.get(r.sha256))
-            if im is None:  # another worker stored the same bytes meanwhile
-                duplicate_of[f.pk] = r.sha256
-                continue
-            stored.append((im, r))
-            mine.filter(pk=f.pk).update(status=InboxFile.DONE, image=im, reason="", **done)
-        for pk, sha in duplicate_of.items():
-            mine.filter(pk=pk).update(status=InboxFile.DUPLICATE, image=Image.objects.get(sha256=sha), **done)
-        for pk, reason in failed.items():
-            mine.filter(pk=pk).update(status=InboxFile.FAILED, reason=reason[:500], **done)
-        labels.record_sidecar_labels([im for im, _ in stored])  # the audit trail starts with the sidecar
+        # the files this batch still holds (a claim that expired may have gone to another batch);
+        # locked until the end of the transaction on PostgreSQL
+        held = set(mine.filter(pk__in=[f.pk for f in files]).select_for_update().values_list("pk", flat=True))
+        pairs = [(f, r) for f, r in zip(to_score, results, strict=True) if f.pk in held]
+        stored, lost = _store_all(pairs, run, ens, versions, existing)
+        duplicate_of.update({f.pk: sha for f, sha in lost})
+        shas_to_ids = dict(Image.objects.filter(sha256__in=set(duplicate_of.values())).values_list("sha256", "pk"))
+        updates = [InboxFile(pk=f.pk, status=InboxFile.DONE, image_id=im.pk, reason="", **done) for f, im, _ in stored]
+        updates += [
+            InboxFile(pk=pk, status=InboxFile.DUPLICATE, image_id=shas_to_ids[sha], reason="", **done)
+            for pk, sha in duplicate_of.items()
+            if pk in held and sha in shas_to_ids  # else its first copy was lost too: it stays pending
+        ]
+        updates += [
+            InboxFile(pk=pk, status=InboxFile.FAILED, image_id=None, reason=reason[:500], **done)
+            for pk, reason in failed.items()
+            if pk in held
+        ]
+        InboxFile.objects.bulk_update(updates, ["status", "image", "reason", "claimed_by", "claimed_until"])
+        labels.record_sidecar_labels([im for _, im, _ in stored])  # the audit trail starts with the sidecar
         Run.objects.filter(pk=run_id).update(
             processed=F("processed") + len(files),
             new_images=F("new_images") + len(stored),
@@ -360,7 +366,7 @@ def score_batch(run_id: int, file_ids: list[int]) -> dict:
             failed_files=F("failed_files") + len(failed),
         )
 
-    for im, r in stored:
+    for _, im, r in stored:
         write_files(im, r.thumbnail)
     return {
         "files": len(files),
@@ -375,21 +381,41 @@ def score_batch(run_id: int, file_ids: list[int]) -> dict:
 LABEL_FIELDS = ("label", "attack_type")
 
 
-def _store(r: ImageResult, f: InboxFile, run: Run, ens: LiveEnsemble, versions: dict, im: Image | None) -> Image | None:
-    """Create the image row, or update a re-scored one (keeping its labels: people may have
-    reviewed it since). None if another worker created the same sha256 first."""
-    fields = _image_fields(r, f, run, ens, versions)
-    if im is not None:
-        update = [k for k in fields if k not in LABEL_FIELDS]
-        for k in update:
+def _store_all(
+    pairs: list[tuple[InboxFile, ImageResult]], run: Run, ens: LiveEnsemble, versions: dict, existing: dict
+) -> tuple[list[tuple[InboxFile, Image, ImageResult]], list[tuple[InboxFile, str]]]:
+    """Write a batch's image rows in bulk: new images inserted (one statement), re-scored ones
+    updated (keeping their labels: people may have reviewed them since). Returns the stored
+    (file, image, result) and the (file, sha256) that another worker stored first."""
+    now = timezone.now()
+    new: dict[str, tuple[InboxFile, Image, ImageResult]] = {}
+    updated, kept = [], []
+    for f, r in pairs:
+        fields = _image_fields(r, f, run, ens, versions)
+        kept = [k for k in fields if k not in LABEL_FIELDS]
+        im = existing.get(r.sha256)
+        if im is None:
+            new[r.sha256] = (f, Image(sha256=r.sha256, scored_at=now, **fields), r)
+            continue
+        for k in kept:
             setattr(im, k, fields[k])
-        im.save(update_fields=[*update, "scored_at"])
-        return im
-    try:
-        with transaction.atomic():
-            return Image.objects.create(sha256=r.sha256, **fields)
-    except IntegrityError:
-        return None
+        im.scored_at = now
+        updated.append((f, im, r))
+    if updated:
+        Image.objects.bulk_update([im for _, im, _ in updated], [*kept, "scored_at"])
+    Image.objects.bulk_create([im for _, im, _ in new.values()], ignore_conflicts=True)
+    # which inserts were ours: another worker may have stored the same bytes (another path) first
+    rows = Image.objects.filter(sha256__in=list(new)).values_list("sha256", "pk", "path", "run_id")
+    stored, lost = list(updated), []
+    for sha, pk, path, run_id in rows:
+        f, im, r = new[sha]
+        if path == f.path and run_id == run.pk:
+            im.pk = pk
+            im._saved_label = (im.label, im.attack_type)
+            stored.append((f, im, r))
+        else:
+            lost.append((f, sha))
+    return stored, lost
 
 
 def finish_run(run_id: int, batch_results: list[dict] | None = None) -> Run:
@@ -482,6 +508,8 @@ def sorted_relpath(im: Image) -> str:
 def write_files(im: Image, decoded=None) -> None:
     """Link the image into SORTED/<day>/<category>/ and write its thumbnail (both atomic).
     `decoded`: an already reduced PIL image to make the thumbnail from (else the file is read)."""
+    if im.purged_at is not None:  # retention deleted its files (monitor/purge.py): do not bring them back
+        return
     src = settings.INBOX_DIR / im.path
     rel = sorted_relpath(im)
     updates = {}

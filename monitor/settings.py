@@ -140,6 +140,7 @@ KOALA_X_ACCEL_REDIRECT = env_bool("KOALA_X_ACCEL_REDIRECT", False)
 
 # --- scoring ---
 KOALA_BATCH_SIZE = env_int("KOALA_BATCH_SIZE", 64)  # files per Celery batch task
+KOALA_DRAFT_DECODE = env_bool("KOALA_DRAFT_DECODE", True)  # reduced JPEG decoding (liveness/pipeline.py)
 KOALA_ORT_THREADS = env_int("KOALA_ORT_THREADS", 0)  # onnxruntime intra-op threads, 0 = default
 # a face detector manifest (liveness/detectors/*.toml) for images without a sidecar box; "" = none
 KOALA_FACE_DETECTOR = env_str("KOALA_FACE_DETECTOR", "")

@@ -128,7 +128,7 @@ def shadow_batch(run_id: int, image_ids: list[int]) -> dict:
             continue
         todo.append((im, FileInput(data, sidecar, sha256=sha, box=stored_box(im))))
 
-    results = Pipeline(ens, gates_from_settings()).analyse([f for _, f in todo])
+    results = Pipeline(ens, gates_from_settings(), draft=settings.KOALA_DRAFT_DECODE).analyse([f for _, f in todo])
     t_score = time.monotonic()
 
     now = timezone.now()

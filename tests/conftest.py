@@ -118,7 +118,9 @@ PERSONAS = ("viewer", "reviewer", "admin")
 
 @pytest.fixture
 def personas(db):
-    """One user per role (and `nobody`: logged in, in no group), keyed by role."""
+    """One user per role (and `nobody`: logged in, in no group), keyed by role. Log them in with
+    `client.force_login(user)`: `client.login()` calls authenticate() without a request, which
+    django-axes (login throttling) refuses; a test of the login itself posts to the login page."""
     from django.contrib.auth.models import Group, User
 
     users = {}

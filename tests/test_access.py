@@ -105,6 +105,8 @@ ROLES_OF = {
     "model-measure": {"admin"},
     "ensemble-": {"admin"},
     "access-log": {"admin"},
+    "run-start": {"admin"},
+    "alert-ack": {"reviewer", "admin"},
 }
 
 

@@ -17,11 +17,13 @@ from django.urls import reverse
 
 from monitor.models import Image, ImageAccess, Run
 from tests import factories as f
+from tests import test_access
 from tests.conftest import ROOT, put, solid_png
-from tests.test_access import project_urls, rows  # noqa: F401 (rows: the fixture of one row per table)
+from tests.test_access import project_urls
 from tests.test_settings import settings_in_env
 
 DAY = dt.date(2026, 11, 20)
+rows = test_access.rows  # the fixture: a row of each table the URLs point at
 PASSWORD = "a-long-test-password"
 
 
@@ -140,7 +142,7 @@ def test_it_keeps_the_templates_free_of_inline_scripts_and_handlers():
 def test_it_renders_every_page_without_inline_script(client, rows, personas):
     client.force_login(personas["admin"])
     pages = 0
-    for name, url in project_urls(*rows):
+    for _, url in project_urls(*rows):
         response = client.get(url)
         if response.status_code == 200 and response["Content-Type"].startswith("text/html"):
             pages += 1
@@ -270,7 +272,8 @@ def scored_file(settings, name="face.png") -> Image:
 
 
 @pytest.mark.parametrize(
-    "stored_path", ["../secret.jpg", "../../secret.jpg", "/etc/passwd", "SECRET_ABSOLUTE", "2026-11-20/../../secret.jpg"]
+    "stored_path",
+    ["../secret.jpg", "../../secret.jpg", "/etc/passwd", "SECRET_ABSOLUTE", "2026-11-20/../../secret.jpg"],
 )
 def test_it_refuses_a_stored_path_that_escapes_the_inbox(client, personas, settings, stored_path):
     """A tampered row: the path is resolved and must stay inside the inbox."""

@@ -3,37 +3,84 @@
 import django.db.models.deletion
 import django.utils.timezone
 from django.conf import settings
+from django.contrib.auth.management import create_permissions
 from django.db import migrations, models
 
 
-class Migration(migrations.Migration):
+def admins_read_the_access_log(apps, schema_editor):
+    """The admin role reads the access log in the Django admin too (the page checks add_run)."""
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    view = Permission.objects.filter(content_type__app_label="monitor", codename="view_imageaccess")
+    for group in Group.objects.filter(name="admin"):
+        group.permissions.add(*view)
 
+
+def no_longer(apps, schema_editor):
+    Permission = apps.get_model("auth", "Permission")
+    for group in apps.get_model("auth", "Group").objects.filter(name="admin"):
+        group.permissions.remove(*Permission.objects.filter(codename="view_imageaccess"))
+
+
+class Migration(migrations.Migration):
     dependencies = [
-        ('monitor', '0009_registry_shadow_detector'),
+        ("monitor", "0009_registry_shadow_detector"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='image',
-            name='purged_at',
-            field=models.DateTimeField(blank=True, help_text='when retention deleted its files (monitor/purge.py); the row stays', null=True),
+            model_name="image",
+            name="purged_at",
+            field=models.DateTimeField(
+                blank=True, help_text="when retention deleted its files (monitor/purge.py); the row stays", null=True
+            ),
         ),
         migrations.CreateModel(
-            name='ImageAccess',
+            name="ImageAccess",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('username', models.CharField(max_length=150)),
-                ('image_path', models.CharField(help_text="the image's inbox path when it was opened", max_length=1000)),
-                ('kind', models.CharField(choices=[('original', 'original image')], default='original', max_length=10)),
-                ('at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('image', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='accesses', to='monitor.image')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='image_accesses', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("username", models.CharField(max_length=150)),
+                (
+                    "image_path",
+                    models.CharField(help_text="the image's inbox path when it was opened", max_length=1000),
+                ),
+                ("kind", models.CharField(choices=[("original", "original image")], default="original", max_length=10)),
+                ("at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("ip", models.GenericIPAddressField(blank=True, null=True)),
+                (
+                    "image",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="accesses",
+                        to="monitor.image",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="image_accesses",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-at', '-id'],
-                'indexes': [models.Index(fields=['at'], name='imageaccess_at'), models.Index(fields=['user', 'at'], name='imageaccess_user_at'), models.Index(fields=['image', 'at'], name='imageaccess_image_at')],
+                "ordering": ["-at", "-id"],
+                "indexes": [
+                    models.Index(fields=["at"], name="imageaccess_at"),
+                    models.Index(fields=["username", "at"], name="imageaccess_username_at"),
+                    models.Index(fields=["image", "at"], name="imageaccess_image_at"),
+                ],
             },
         ),
+        migrations.RunPython(admins_read_the_access_log, no_longer),
     ]

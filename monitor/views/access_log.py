@@ -2,13 +2,16 @@
 Rows are written by the image file view (monitor/views/media.py) while KOALA_ACCESS_LOG is on;
 admins read them here, filtered by user, day and image, newest first, a page at a time."""
 
+import datetime as dt
 import ipaddress
 from urllib.parse import urlencode
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 from ..access import RUN, require
@@ -39,6 +42,13 @@ class AccessFilter(forms.Form):
     image = forms.IntegerField(required=False, min_value=1, label="image id")
 
 
+def usernames(selected: str) -> list[str]:
+    """The users to filter by (the user table is small; the log may be large), and the one
+    asked for even if that user has been deleted since."""
+    names = list(get_user_model().objects.order_by("username").values_list("username", flat=True))
+    return names if not selected or selected in names else sorted([*names, selected])
+
+
 @require(RUN)
 @require_safe
 def access_log(request):
@@ -47,8 +57,12 @@ def access_log(request):
     data = form.cleaned_data if form.is_valid() else {}
     if data.get("user"):
         rows = rows.filter(username=data["user"])
-    if data.get("day"):
-        rows = rows.filter(at__date=data["day"])
+    if data.get("day"):  # the day in TIME_ZONE, as a range on the indexed column
+        start, end = (
+            timezone.make_aware(dt.datetime.combine(d, dt.time.min))
+            for d in (data["day"], data["day"] + dt.timedelta(1))
+        )
+        rows = rows.filter(at__gte=start, at__lt=end)
     if data.get("image"):
         rows = rows.filter(image_id=data["image"])
     page = Paginator(rows.order_by("-at", "-id"), PER_PAGE).get_page(request.GET.get("page"))
@@ -57,7 +71,7 @@ def access_log(request):
         "form": form,
         "page": page,
         "filter_query": urlencode(filters),
-        "usernames": ImageAccess.objects.order_by("username").values_list("username", flat=True).distinct(),
+        "usernames": usernames(data.get("user", "")),
         "selected_user": data.get("user", ""),
         "enabled": settings.KOALA_ACCESS_LOG,
     }
