@@ -94,7 +94,8 @@ def decode_image(
 
     try:
         orientation = img.getexif().get(0x0112, 1)
-        img = ImageOps.exif_transpose(img)
+        if orientation != 1:  # exif_transpose copies the whole image even when upright
+            img = ImageOps.exif_transpose(img)
     except Exception:  # noqa: BLE001 - a broken EXIF block should not lose the picture
         orientation = 1
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: the upright size is swapped

@@ -84,6 +84,13 @@ class ImageResult:
         return self.sidecar.captured_at if self.sidecar else None
 
 
+def thumbnail(img: Image.Image, side: int) -> Image.Image:
+    """The image fitted into side x side (never enlarged), without copying the full image first."""
+    f = min(1.0, side / max(img.width, img.height))
+    size = (max(1, round(img.width * f)), max(1, round(img.height * f)))
+    return img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0) if f < 1 else img.copy()
+
+
 class Pipeline:
     def __init__(
         self,
@@ -166,8 +173,7 @@ class Pipeline:
         r.format, r.width, r.height = decoded.format, decoded.width, decoded.height
         scale = r.width / img.width  # full-resolution pixels per decoded pixel
         r.reduction = decoded.reduction
-        r.thumbnail = img.copy()
-        r.thumbnail.thumbnail((self.thumb_side, self.thumb_side), Image.Resampling.BILINEAR)
+        r.thumbnail = thumbnail(img, self.thumb_side)
 
         r.box = self._given_box(f.box, r)
         if r.box is not None:

@@ -141,7 +141,9 @@ KOALA_X_ACCEL_REDIRECT = env_bool("KOALA_X_ACCEL_REDIRECT", False)
 # --- scoring ---
 KOALA_BATCH_SIZE = env_int("KOALA_BATCH_SIZE", 64)  # files per Celery batch task
 KOALA_DRAFT_DECODE = env_bool("KOALA_DRAFT_DECODE", True)  # reduced JPEG decoding (liveness/pipeline.py)
-KOALA_ORT_THREADS = env_int("KOALA_ORT_THREADS", 0)  # onnxruntime intra-op threads, 0 = default
+# onnxruntime intra-op threads per process; 0 = onnxruntime's default (all cores). One thread per
+# process, and as many worker processes as cores, was fastest (bench/README.md)
+KOALA_ORT_THREADS = env_int("KOALA_ORT_THREADS", 1)
 # a face detector manifest (liveness/detectors/*.toml) for images without a sidecar box; "" = none
 KOALA_FACE_DETECTOR = env_str("KOALA_FACE_DETECTOR", "")
 KOALA_MIN_FACE = env_float("KOALA_MIN_FACE", 130)

@@ -93,7 +93,7 @@ def test_it_scores_a_batch_of_5_on_a_fixed_batch_1_model_in_order(tmp_path):
     np.testing.assert_allclose(m.probabilities(crops_of(*colours)), colours)
 
 
-def test_it_scores_a_batch_in_one_run_on_a_dynamic_batch_model(tmp_path):
+def test_it_scores_a_large_batch_in_order_on_a_dynamic_batch_model(tmp_path):
     m = model(tmp_path, input={"scale": "raw"})
     assert m.fixed_batch is None
     colours = [(i, 0, 255 - i) for i in range(0, 250, 10)]
