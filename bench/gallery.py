@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench._common import ROOT, run_and_write
+
 warnings.filterwarnings("ignore", message="No directory at")
 
-ROOT = Path(__file__).resolve().parent.parent
 PG_DEFAULT = "postgres://postgres@127.0.0.1:5432/"
 PG_DBNAME = "koala_bench"
 TARGET_P95_MS = 150.0
@@ -909,19 +910,7 @@ def run_gallery_bench(args) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    t0 = time.perf_counter()
-    result = run_gallery_bench(args)
-    result["total_seconds"] = round(time.perf_counter() - t0, 1)
-    report(result)
-    out = Path(args.out)
-    if not out.is_absolute():
-        out = ROOT / out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(
-        f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out} (total {result['total_seconds']:.0f} s)"
-    )
-    return 0
+    return run_and_write(lambda: run_gallery_bench(args), report, args.out)
 
 
 if __name__ == "__main__":

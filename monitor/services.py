@@ -482,19 +482,33 @@ def run_day(
 ) -> Run:
     """The whole day in this process, batch after batch (what the Celery chord does in parallel)."""
     run = start_run(day, trigger=trigger, rescore=rescore)
-    ids = discover(run)
+    return run_in_process(run, discover, score_batch, finish_run, batch_size=batch_size, progress=progress, total=total)
+
+
+def run_in_process(
+    run: Run,
+    find_ids: Callable[[Run], list[int]],
+    batch: Callable[[int, list[int]], dict],
+    finish: Callable[[int, list[dict]], Run],
+    *,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    total: Callable[[int], None] | None = None,
+) -> Run:
+    """A run's work ids, batch after batch in this process, then its finish; a failure marks the run failed."""
+    ids = find_ids(run)
     if total:
         total(len(ids))
     results = []
     try:
-        for batch in chunks(ids, batch_size or settings.KOALA_BATCH_SIZE):
-            results.append(score_batch(run.pk, batch))
+        for ids_of_batch in chunks(ids, batch_size or settings.KOALA_BATCH_SIZE):
+            results.append(batch(run.pk, ids_of_batch))
             if progress:
-                progress(len(batch))
+                progress(len(ids_of_batch))
     except Exception as exc:
         fail_run(run.pk, f"{exc.__class__.__name__}: {exc}")
         raise
-    return finish_run(run.pk, results)
+    return finish(run.pk, results)
 
 
 # --- folders ---------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from liveness.boxes import Box
 from liveness.pipeline import FileInput, Pipeline
 
 from .models import Ensemble, Image, Run, ShadowScore
-from .services import JobError, chunks, fail_run, gates_from_settings, load_ensemble
+from .services import JobError, gates_from_settings, load_ensemble, run_in_process
 
 log = logging.getLogger(__name__)
 
@@ -207,16 +207,6 @@ def run_shadow_day(
 ) -> Run:
     """A whole shadow day in this process, batch after batch (what the Celery chord does in parallel)."""
     run = start_shadow_run(day, ensemble, trigger=trigger, rescore=rescore)
-    ids = shadow_ids(run)
-    if total:
-        total(len(ids))
-    results = []
-    try:
-        for batch in chunks(ids, batch_size or settings.KOALA_BATCH_SIZE):
-            results.append(shadow_batch(run.pk, batch))
-            if progress:
-                progress(len(batch))
-    except Exception as exc:
-        fail_run(run.pk, f"{exc.__class__.__name__}: {exc}")
-        raise
-    return finish_shadow_run(run.pk, results)
+    return run_in_process(
+        run, shadow_ids, shadow_batch, finish_shadow_run, batch_size=batch_size, progress=progress, total=total
+    )

@@ -16,6 +16,22 @@ log = logging.getLogger(__name__)
 TRANSIENT = (OperationalError, InterfaceError, TimeoutError, ConnectionError)
 
 
+def _fan_out(run, find_ids, batch_task, finish_task) -> int:
+    """The run's work ids in parallel batch tasks, the finish as the chord's callback; a failed
+    batch marks the run failed."""
+    try:
+        ids = find_ids(run)
+        batches = [batch_task.si(run.pk, b) for b in services.chunks(ids, settings.KOALA_BATCH_SIZE)]
+        if not batches:
+            finish_task.delay(None, run.pk)
+        else:
+            chord(batches)(finish_task.s(run.pk).on_error(run_failed.si(run.pk)))
+    except Exception as exc:  # in-process (eager) runs raise here; on a worker on_error handles batches
+        services.fail_run(run.pk, f"{exc.__class__.__name__}: {exc}")
+        raise
+    return run.pk
+
+
 @shared_task
 def score_day(day: str, trigger: str = "manual", rescore: bool = False, run_id: int | None = None) -> int:
     """Discover the day's new files, score them in parallel batches, finish in a chord callback."""
@@ -23,17 +39,7 @@ def score_day(day: str, trigger: str = "manual", rescore: bool = False, run_id: 
         run = services.start_run(services.parse_day(day), trigger=trigger, rescore=rescore)
     else:
         run = services.Run.objects.get(pk=run_id)
-    try:
-        ids = services.discover(run)
-        batches = [score_batch.si(run.pk, b) for b in services.chunks(ids, settings.KOALA_BATCH_SIZE)]
-        if not batches:
-            finish_run.delay(None, run.pk)
-        else:
-            chord(batches)(finish_run.s(run.pk).on_error(run_failed.si(run.pk)))
-    except Exception as exc:  # in-process (eager) runs raise here; on a worker on_error handles batches
-        services.fail_run(run.pk, f"{exc.__class__.__name__}: {exc}")
-        raise
-    return run.pk
+    return _fan_out(run, services.discover, score_batch, finish_run)
 
 
 @shared_task(bind=True, autoretry_for=TRANSIENT, retry_backoff=2, retry_backoff_max=120, max_retries=6, acks_late=True)
@@ -90,17 +96,7 @@ def shadow_day(
         run = shadow.start_shadow_run(services.parse_day(day), ensemble_id, trigger=trigger, rescore=rescore)
     else:
         run = services.Run.objects.get(pk=run_id)
-    try:
-        ids = shadow.shadow_ids(run)
-        batches = [shadow_batch.si(run.pk, b) for b in services.chunks(ids, settings.KOALA_BATCH_SIZE)]
-        if not batches:
-            finish_shadow_run.delay(None, run.pk)
-        else:
-            chord(batches)(finish_shadow_run.s(run.pk).on_error(run_failed.si(run.pk)))
-    except Exception as exc:  # in-process (eager) runs raise here; on a worker on_error handles batches
-        services.fail_run(run.pk, f"{exc.__class__.__name__}: {exc}")
-        raise
-    return run.pk
+    return _fan_out(run, shadow.shadow_ids, shadow_batch, finish_shadow_run)
 
 
 @shared_task(bind=True, autoretry_for=TRANSIENT, retry_backoff=2, retry_backoff_max=120, max_retries=6, acks_late=True)
