@@ -29,7 +29,6 @@ Conventions:
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 from .boxes import Box
-from .manifest import ManifestError, _get, _is_int, _section
+from .manifest import ManifestError, _get, _is_int, _section, read_toml
 from .runtime import file_sha256, load_session
 
 FAMILIES = ("ultraface", "yunet")
@@ -115,13 +114,7 @@ def load_detector_manifest(path: str | Path, base: str | Path | None = None) -> 
     Raises ManifestError naming the file and the key. The ONNX file itself is checked by FaceDetector.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        doc = tomllib.loads(text)
-    except OSError as exc:
-        raise ManifestError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ManifestError(f"{path}: not valid TOML: {exc}") from None
+    text, doc = read_toml(path)
     try:
         return parse_detector(doc, Path(base) if base is not None else path.parent, text)
     except ManifestError as exc:

@@ -184,16 +184,21 @@ def parse_model(doc: dict, base: Path, text: str = "") -> ModelManifest:
     )
 
 
-def load_manifest(path: str | Path) -> ModelManifest | EnsembleManifest:
-    """Load a model or ensemble manifest; raises ManifestError naming the file and key."""
-    path = Path(path)
+def read_toml(path: Path) -> tuple[str, dict]:
+    """The text of a manifest file and its parsed TOML; ManifestError naming the file otherwise."""
     try:
         text = path.read_text(encoding="utf-8")
-        doc = tomllib.loads(text)
+        return text, tomllib.loads(text)
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_manifest(path: str | Path) -> ModelManifest | EnsembleManifest:
+    """Load a model or ensemble manifest; raises ManifestError naming the file and key."""
+    path = Path(path)
+    text, doc = read_toml(path)
     try:
         if "ensemble" in doc:
             e = _section(doc, "ensemble")

@@ -16,6 +16,19 @@ from .models import (
 )
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records the system writes (audit trails, logs, shadow scores): shown, never edited here."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
     list_display = ("name", "first_day", "last_day")
@@ -81,7 +94,7 @@ class AttackTypeAdmin(admin.ModelAdmin):
 
 
 @admin.register(LabelEvent)
-class LabelEventAdmin(admin.ModelAdmin):
+class LabelEventAdmin(ReadOnlyAdmin):
     """The audit trail: read-only (label changes go through monitor/labels.py)."""
 
     list_display = (
@@ -100,18 +113,9 @@ class LabelEventAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ("image", "user")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(EnsembleEvent)
-class EnsembleEventAdmin(admin.ModelAdmin):
+class EnsembleEventAdmin(ReadOnlyAdmin):
     """Who activated an ensemble or changed its threshold, and why: read-only (the changes go
     through the models page, monitor/registry.py)."""
 
@@ -121,18 +125,9 @@ class EnsembleEventAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ("ensemble", "user")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(ShadowScore)
-class ShadowScoreAdmin(admin.ModelAdmin):
+class ShadowScoreAdmin(ReadOnlyAdmin):
     """Scores of shadow runs: written by the runs, read here."""
 
     list_display = ("day", "ensemble", "image", "score", "threshold", "decision", "scored_at")
@@ -141,15 +136,9 @@ class ShadowScoreAdmin(admin.ModelAdmin):
     raw_id_fields = ("image", "run")
     list_select_related = ("ensemble", "image")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(ImageAccess)
-class ImageAccessAdmin(admin.ModelAdmin):
+class ImageAccessAdmin(ReadOnlyAdmin):
     """The access log (who opened which original image): read-only, written by the image file view."""
 
     list_display = ("at", "username", "image_path", "kind", "ip")
@@ -157,12 +146,3 @@ class ImageAccessAdmin(admin.ModelAdmin):
     search_fields = ("username", "image_path", "image__sha256")
     date_hierarchy = "at"
     raw_id_fields = ("user", "image")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -215,6 +215,11 @@ def discover(run: Run) -> list[int]:
     todo = _unclaimed(InboxFile.objects.filter(day=run.day, status=InboxFile.PENDING))
     ids = list(todo.order_by("id").values_list("id", flat=True))
     InboxFile.objects.filter(id__in=ids).update(run=run)
+    return mark_started(run, ids, t0)
+
+
+def mark_started(run: Run, ids: list[int], t0: float) -> list[int]:
+    """The run is running with `ids` to do; its discovery took since `t0` (time.monotonic())."""
     Run.objects.filter(pk=run.pk).update(
         total=len(ids),
         status=Run.RUNNING,

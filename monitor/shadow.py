@@ -29,7 +29,7 @@ from liveness.boxes import Box
 from liveness.pipeline import FileInput, Pipeline
 
 from .models import Ensemble, Image, Run, ShadowScore
-from .services import JobError, gates_from_settings, load_ensemble, run_in_process
+from .services import JobError, gates_from_settings, load_ensemble, mark_started, run_in_process
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +82,7 @@ def shadow_ids(run: Run) -> list[int]:
     qs = Image.objects.filter(day=run.day, score__isnull=False, box_w__isnull=False, box_h__isnull=False)
     if not run.rescore:
         qs = qs.exclude(shadow_scores__ensemble_id=run.ensemble_id)
-    ids = list(qs.order_by("id").values_list("id", flat=True))
-    Run.objects.filter(pk=run.pk).update(
-        total=len(ids),
-        status=Run.RUNNING,
-        started_at=timezone.now(),
-        timings={"discover_s": round(time.monotonic() - t0, 3)},
-    )
-    return ids
+    return mark_started(run, list(qs.order_by("id").values_list("id", flat=True)), t0)
 
 
 def _read(im: Image) -> tuple[bytes, bytes | None]:
