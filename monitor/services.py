@@ -364,11 +364,15 @@ def score_batch(run_id: int, file_ids: list[int]) -> dict:
         ]
         InboxFile.objects.bulk_update(updates, ["status", "image", "reason", "claimed_by", "claimed_until"])
         labels.record_sidecar_labels([im for _, im, _ in stored])  # the audit trail starts with the sidecar
+        # count only the files this batch settled: a file whose claim went to another batch is
+        # counted there (else an expired claim or a redelivery counts a file twice)
+        n_dup = sum(u.status == InboxFile.DUPLICATE for u in updates)
+        n_failed = sum(u.status == InboxFile.FAILED for u in updates)
         Run.objects.filter(pk=run_id).update(
-            processed=F("processed") + len(files),
+            processed=F("processed") + len(updates),
             new_images=F("new_images") + len(stored),
-            duplicates=F("duplicates") + len(duplicate_of),
-            failed_files=F("failed_files") + len(failed),
+            duplicates=F("duplicates") + n_dup,
+            failed_files=F("failed_files") + n_failed,
         )
 
     for _, im, r in stored:
@@ -376,8 +380,8 @@ def score_batch(run_id: int, file_ids: list[int]) -> dict:
     return {
         "files": len(files),
         "stored": len(stored),
-        "duplicates": len(duplicate_of),
-        "failed": len(failed),
+        "duplicates": n_dup,
+        "failed": n_failed,
         "score_s": round(t_score - t0, 3),
         "total_s": round(time.monotonic() - t0, 3),
     }
