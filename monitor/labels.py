@@ -220,10 +220,11 @@ def _device_filter(device) -> Q:
 
 
 def review_queue(user=None, *, day_from=None, day_to=None, device=None) -> QuerySet[Image]:
-    """Flagged images (decision attack) not yet reviewed, newest day first, within a day highest
+    """Flagged images (decision attack) not yet reviewed and not purged, newest day first, within a day highest
     score first. `device`: a Device, its id (int) or its name (str). Claims are not filtered here (see
     claim_next); `user` is accepted for symmetry with claim_next and unused."""
-    qs = Image.objects.filter(decision="attack", reviewed_at__isnull=True)
+    # a purged image (retention, monitor/purge.py) has no picture left to judge
+    qs = Image.objects.filter(decision="attack", reviewed_at__isnull=True, purged_at__isnull=True)
     if (d := _as_day(day_from)) is not None:
         qs = qs.filter(day__gte=d)
     if (d := _as_day(day_to)) is not None:

@@ -373,3 +373,11 @@ def test_a_bad_filter_is_reported_and_ignored(personas, flagged):
     assert "filter ignored" in page.content.decode()
     page = client.get(QUEUE + "?day_from=2026-11-21&day_to=2026-11-20")
     assert "the first day is after the last day" in page.content.decode()
+
+
+def test_it_leaves_purged_images_out_of_the_queue(db):
+    from monitor import labels
+
+    kept, purged = f.image(score=0.1), f.image(score=0.2)
+    Image.objects.filter(pk=purged.pk).update(purged_at=timezone.now())
+    assert list(labels.review_queue().values_list("pk", flat=True)) == [kept.pk]
