@@ -25,3 +25,13 @@ def run_and_write(bench: Callable[[], dict], report: Callable[[dict], None], out
     shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
     print(f"\nwrote {shown} (total {result['total_seconds']:.0f} s)")
     return 0
+
+
+def close_django_connections() -> None:
+    """Close Django's database connections, if Django is set up (a database is dropped without them)."""
+    try:
+        from django.db import connections
+
+        connections.close_all()
+    except Exception:  # noqa: BLE001 - django may not be set up
+        pass

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import ROOT, run_and_write
+from bench._common import ROOT, close_django_connections, run_and_write
 
 warnings.filterwarnings("ignore", message="No directory at")
 
@@ -899,12 +899,7 @@ def run_gallery_bench(args) -> dict:
         if args.keep and args.database == "postgres":
             print(f"kept: {url} (drop it with: DROP DATABASE {PG_DBNAME})")
         elif args.database == "postgres" and url:
-            try:
-                from django.db import connections
-
-                connections.close_all()
-            except Exception:  # noqa: BLE001 - django may not be set up
-                pass
+            close_django_connections()
             drop_pg_database(args.pg_url)
 
 

@@ -34,7 +34,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from bench._common import ROOT, run_and_write
+from bench._common import ROOT, close_django_connections, run_and_write
 
 TARGET_P99_MS = 500.0
 VIEWER = ("bench-viewer", "bench-viewer-password")  # made by bench.gallery.fill
@@ -417,12 +417,7 @@ def run_load(args) -> dict:
     finally:
         if proc is not None:
             stop(proc)
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # noqa: BLE001 - django may not be set up
-            pass
+        close_django_connections()
         shutil.rmtree(tmp, ignore_errors=True)
         if args.database == "postgres" and prepared is not None:
             from bench import gallery

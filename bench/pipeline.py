@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import ROOT, run_and_write
+from bench._common import ROOT, close_django_connections, run_and_write
 
 warnings.filterwarnings("ignore", message="No directory at")
 
@@ -1373,12 +1373,7 @@ def run_pipeline_bench(args) -> dict:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
             if args.database == "postgres" and url:
-                try:
-                    from django.db import connections
-
-                    connections.close_all()
-                except Exception:  # noqa: BLE001 - django may not be set up
-                    pass
+                close_django_connections()
                 drop_pg_database(args.pg_url)
 
 

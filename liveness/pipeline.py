@@ -29,7 +29,7 @@ DETECT_MIN_SIDE = 480
 # Against full-resolution decoding, with the limits below, on demo captures (640x480 with faces
 # of 140-300 px, 1920x1080 with faces of 400-900 px; reductions 2x to 8x): the ensemble score
 # moved by at most 0.025 (p99 0.022, mean 0.002), one model's by up to 0.10 (p99 0.08, mean
-# 0.005: the demo models read fine camera noise), no image changed category, and the job ran
+# 0.005: the demo models read fine camera noise), no image changed category, and Pipeline.analyse ran
 # 1.7x faster. Faces of 140-420 px moved the ensemble by at most 0.01. A margin of 1.0 moved the
 # ensemble by up to 0.08. liveness/tests/test_pipeline.py checks the tolerance;
 # KOALA_DRAFT_DECODE=0 scores at full resolution.

@@ -375,8 +375,8 @@ def score_batch(run_id: int, file_ids: list[int]) -> dict:
             failed_files=F("failed_files") + n_failed,
         )
 
-    for _, im, r in stored:
-        write_files(im, r.thumbnail)
+    changed = [im for _, im, r in stored if write_files(im, r.thumbnail, save=False)]
+    Image.objects.bulk_update(changed, ["sorted_path", "has_thumbnail"])  # one statement, not one per image
     return {
         "files": len(files),
         "stored": len(stored),
@@ -446,12 +446,7 @@ def finish_run(run_id: int, batch_results: list[dict] | None = None) -> Run:
     left = InboxFile.objects.filter(run=run, status=InboxFile.PENDING).count()
     if left:  # claimed by a batch that died or is still working: not done, re-run the day later
         errors.insert(0, {"path": "", "reason": f"{left} files are still pending; re-run the day to finish them"})
-    timings = dict(run.timings)
-    if run.started_at:
-        timings["total_s"] = round((timezone.now() - run.started_at).total_seconds(), 3)
-    if batch_results:
-        timings["batches"] = len(batch_results)
-        timings["score_s"] = round(sum(b.get("score_s", 0) for b in batch_results), 3)
+    timings = final_timings(run, batch_results)
     for device_id in InboxFile.objects.filter(day=run.day).values_list("device_id", flat=True).distinct():
         Device.objects.filter(Q(first_day__isnull=True) | Q(first_day__gt=run.day), pk=device_id).update(
             first_day=run.day
@@ -472,6 +467,17 @@ def finish_run(run_id: int, batch_results: list[dict] | None = None) -> Run:
     run.refresh_from_db()
     log.info("run %s of %s %s: %s", run.pk, run.day, run.status, counts)
     return run
+
+
+def final_timings(run: Run, batch_results: list[dict] | None) -> dict:
+    """The run's timings at its end: total time, batches and their scoring time."""
+    timings = dict(run.timings)
+    if run.started_at:
+        timings["total_s"] = round((timezone.now() - run.started_at).total_seconds(), 3)
+    if batch_results:
+        timings["batches"] = len(batch_results)
+        timings["score_s"] = round(sum(b.get("score_s", 0) for b in batch_results), 3)
+    return timings
 
 
 def fail_run(run_id: int, reason: str) -> None:
@@ -528,11 +534,13 @@ def sorted_relpath(im: Image) -> str:
     return f"{im.day.isoformat()}/{im.category}/{device}__{name}"
 
 
-def write_files(im: Image, decoded=None) -> None:
+def write_files(im: Image, decoded=None, *, save: bool = True) -> bool:
     """Link the image into SORTED/<day>/<category>/ and write its thumbnail (both atomic).
-    `decoded`: an already reduced PIL image to make the thumbnail from (else the file is read)."""
+    `decoded`: an already reduced PIL image to make the thumbnail from (else the file is read).
+    Sets `sorted_path` / `has_thumbnail` on `im` and saves them unless `save` is False (a batch
+    saves its images in one statement). Returns whether they changed."""
     if im.purged_at is not None:  # retention deleted its files (monitor/purge.py): do not bring them back
-        return
+        return False
     src = settings.INBOX_DIR / im.path
     rel = sorted_relpath(im)
     updates = {}
@@ -552,10 +560,11 @@ def write_files(im: Image, decoded=None) -> None:
         if thumb is not None:
             _atomic_write(settings.THUMBS_DIR / im.thumb_relpath, lambda tmp: thumb.save(tmp, "JPEG", quality=85))
             updates["has_thumbnail"] = True
-    if updates:
+    if updates and save:
         Image.objects.filter(pk=im.pk).update(**updates)
-        for k, v in updates.items():
-            setattr(im, k, v)
+    for k, v in updates.items():
+        setattr(im, k, v)
+    return bool(updates)
 
 
 def rebuild_folders(day: dt.date | None = None, progress: Callable[[int], None] | None = None) -> int:

@@ -29,7 +29,7 @@ from liveness.boxes import Box
 from liveness.pipeline import FileInput, Pipeline
 
 from .models import Ensemble, Image, Run, ShadowScore
-from .services import JobError, gates_from_settings, load_ensemble, mark_started, run_in_process
+from .services import JobError, final_timings, gates_from_settings, load_ensemble, mark_started, run_in_process
 
 log = logging.getLogger(__name__)
 
@@ -176,12 +176,7 @@ def finish_shadow_run(run_id: int, batch_results: list[dict] | None = None) -> R
         "flagged": mine.filter(decision="attack").count(),
         "day_total": ShadowScore.objects.filter(ensemble_id=run.ensemble_id, day=run.day).count(),
     }
-    timings = dict(run.timings)
-    if run.started_at:
-        timings["total_s"] = round((timezone.now() - run.started_at).total_seconds(), 3)
-    if batch_results:
-        timings["batches"] = len(batch_results)
-        timings["score_s"] = round(sum(b.get("score_s", 0) for b in batch_results), 3)
+    timings = final_timings(run, batch_results)
     Run.objects.filter(pk=run_id).update(status=Run.DONE, counts=counts, timings=timings, finished_at=timezone.now())
     run.refresh_from_db()
     log.info("shadow run %s of %s with %s %s: %s", run.pk, run.day, run.ensemble, run.status, counts)

@@ -182,3 +182,18 @@ def _end_stray_database_sessions(django_db_setup, django_db_blocker):
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
+
+
+def log_in(page, username: str, password: str = "a-long-test-password") -> None:
+    """Fill and send the login form the browser `page` shows."""
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+
+
+def wait_for_trend_chart(page) -> None:
+    """Wait until Plotly has drawn a trend chart with at least two days."""
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.js-plotly-plot')].some("
+        "el => (el.data || []).some(t => (t.x || []).length >= 2))"
+    )

@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group, User
 from liveness import demo
 from monitor import services
 from monitor.models import Image
+from tests.conftest import log_in, wait_for_trend_chart
 
 DAY = dt.date.today() - dt.timedelta(days=1)
 
@@ -32,16 +33,11 @@ def test_it_walks_from_login_to_the_next_image(live_server, browser_page, scored
 
     page.goto(live_server.url + "/")
     assert "/login/" in page.url
-    page.fill("input[name=username]", "vera")
-    page.fill("input[name=password]", "a-long-test-password")
-    page.click("button[type=submit]")
+    log_in(page, "vera")
     page.wait_for_url(live_server.url + "/")
 
     # the overview's trend chart is drawn by Plotly and holds one point per day
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('.js-plotly-plot')].some("
-        "el => (el.data || []).some(t => (t.x || []).length >= 2))"
-    )
+    wait_for_trend_chart(page)
     assert page.locator(".js-plotly-plot .main-svg").count() > 0
 
     page.click(f"a[href='/days/{DAY.isoformat()}/']")

@@ -12,6 +12,7 @@ from django.contrib.auth.models import Group, User
 from liveness import demo
 from monitor import services
 from monitor.models import Image
+from tests.conftest import log_in, wait_for_trend_chart
 
 DAY = dt.date.today() - dt.timedelta(days=1)
 
@@ -50,16 +51,11 @@ def test_it_works_under_the_content_security_policy(live_server, browser_page, s
     policy = response.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "'unsafe-eval'" not in policy
     assert "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]
-    page.fill("input[name=username]", "ada")
-    page.fill("input[name=password]", "a-long-test-password")
-    page.click("button[type=submit]")
+    log_in(page, "ada")
     page.wait_for_url(live_server.url + "/")
 
     # the overview: Plotly draws the trend charts (one point per day) under the policy
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('.js-plotly-plot')].some("
-        "el => (el.data || []).some(t => (t.x || []).length >= 2))"
-    )
+    wait_for_trend_chart(page)
     assert page.locator(".js-plotly-plot .main-svg").count() > 0
     assert page.locator(".js-plotly-plot .scatterlayer .trace").count() > 0  # the lines were drawn
     page.hover(".js-plotly-plot .nsewdrag >> nth=0")  # the modebar and hover layer work too

@@ -15,6 +15,7 @@ from monitor import tasks
 from monitor.models import Image, LabelEvent
 from monitor.views import labelling as views
 from tests import factories as f
+from tests.conftest import log_in
 
 DAY = dt.date(2026, 11, 20)
 GRID = reverse("labelling:grid", args=[DAY])
@@ -367,9 +368,7 @@ def test_click_and_shift_click_select_in_the_browser(live_server, browser_page):
     page = browser_page
     page.on("dialog", lambda dialog: dialog.accept())
     page.goto(live_server.url + GRID)
-    page.fill("input[name=username]", "ada")
-    page.fill("input[name=password]", "a-long-test-password")
-    page.click("button[type=submit]")
+    log_in(page, "ada")
     page.wait_for_selector(".lab-tile")
 
     tile = ".lab-tile:nth-child({}) .nothumb"

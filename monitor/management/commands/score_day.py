@@ -57,17 +57,7 @@ class Command(ProgressCommand):
                     raise CommandError(str(exc)) from None
             return
         for day in sorted(set(chosen)):
-            bar = self.progress_bar(desc=str(day))
-            try:
-                run = services.run_day(
-                    day,
-                    rescore=rescore,
-                    batch_size=batch_size,
-                    progress=bar.update,
-                    total=lambda n, bar=bar: setattr(bar, "total", n) or bar.refresh(),
-                )
-            finally:
-                bar.close()
+            run = self._with_bar(str(day), "file", services.run_day, day, rescore=rescore, batch_size=batch_size)
             counts = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items())) or "no images"
             self.stdout.write(
                 f"{day}: {run.processed} files processed, {run.new_images} new images, "
@@ -75,19 +65,20 @@ class Command(ProgressCommand):
                 f"day total: {counts}"
             )
 
-    def _shadow_day(self, day, ens: Ensemble, *, rescore: bool, batch_size: int) -> None:
-        bar = self.progress_bar(desc=f"{day} shadow {ens.name}", unit="image")
+    def _with_bar(self, desc: str, unit: str, run_fn, *args, **kwargs):
+        """`run_fn(*args, **kwargs, progress=, total=)` with a progress bar of its batches."""
+        bar = self.progress_bar(desc=desc, unit=unit)
         try:
-            run = shadow.run_shadow_day(
-                day,
-                ens,
-                rescore=rescore,
-                batch_size=batch_size,
-                progress=bar.update,
-                total=lambda n, bar=bar: setattr(bar, "total", n) or bar.refresh(),
+            return run_fn(
+                *args, **kwargs, progress=bar.update, total=lambda n: setattr(bar, "total", n) or bar.refresh()
             )
         finally:
             bar.close()
+
+    def _shadow_day(self, day, ens: Ensemble, *, rescore: bool, batch_size: int) -> None:
+        run = self._with_bar(
+            f"{day} shadow {ens.name}", "image", shadow.run_shadow_day, day, ens, rescore=rescore, batch_size=batch_size
+        )
         c = run.counts
         self.stdout.write(
             f"{day}: shadow run of ensemble {ens.name} (threshold {run.threshold:g}): {c.get('scored', 0)} images "
