@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 from .boxes import Box
-from .manifest import ManifestError, _get, _is_int, _section, read_toml
+from .manifest import ManifestError, _get, _is_int, _section, check_keys, check_sections, read_toml
 from .runtime import file_sha256, load_session
 
 FAMILIES = ("ultraface", "yunet")
@@ -73,10 +73,9 @@ class Detection:
 
 
 def parse_detector(doc: dict, base: Path, text: str = "") -> DetectorManifest:
+    check_sections(doc, ("detector",))
     d = _section(doc, "detector")
-    unknown = sorted(set(d) - set(KEYS))
-    if unknown:
-        raise ManifestError(f"detector.{unknown[0]}: unknown key (known: {', '.join(KEYS)})")
+    check_keys(d, "detector", KEYS)
     family = _get(d, "detector", "family", str, choices=FAMILIES)
     name = _get(d, "detector", "name", str)
     if not name.replace("_", "").replace("-", "").replace(".", "").isalnum():

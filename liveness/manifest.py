@@ -20,15 +20,15 @@
     border = "shift"          # "pad": zeros outside the image; "shift": shrink, then move inside
     resize = "stretch"        # or "letterbox" (aspect kept, zero padding, centred)
     interpolation = "pillow_bilinear"  # or "opencv_linear": cv2.resize INTER_LINEAR (no antialiasing)
-    small_face_ref = 0        # px; faces with min side below it get scale * ref / side ...
-    small_face_max_scale = 4.0  # ... capped here (0 = the rule is off)
+    small_face_ref = 0        # px (0 = the rule is off); faces with min side below it get scale * ref / side ...
+    small_face_max_scale = 4.0  # ... capped here (required, > 0, when small_face_ref is set)
 
     [output]
     name = ""                 # optional: the ONNX output (default: the first)
     type = "logits"           # or "probabilities"
     activation = "softmax"    # for logits: "softmax" or "sigmoid"
     live_index = 1            # int or list of ints; the live probability is their sum
-    classes = ["attack", "live"]  # optional names per index; non-live names are attack types
+    classes = ["attack", "live"]  # optional: one name per output index; non-live names are attack types
 
 An ensemble manifest lists member manifests:
 
@@ -37,17 +37,66 @@ An ensemble manifest lists member manifests:
     threshold = 0.5
     rule = "mean"
     models = ["fas_a.toml", "fas_b.toml"]
+
+Unknown keys and sections are refused (a misspelt key would silently fall back to its default),
+with the closest known key suggested.
 """
 
 from __future__ import annotations
 
+import difflib
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 
 class ManifestError(ValueError):
     """A manifest problem; the message names the key."""
+
+
+MODEL_SECTIONS: dict[str, tuple[str, ...]] = {
+    "model": ("name", "version", "file"),
+    "input": ("name", "size", "layout", "color", "scale", "mean", "std"),
+    "crop": (
+        "side",
+        "scale",
+        "border",
+        "resize",
+        "interpolation",
+        "small_face_ref",
+        "small_face_max_scale",
+    ),
+    "output": ("name", "type", "activation", "live_index", "classes"),
+}
+ENSEMBLE_SECTIONS: dict[str, tuple[str, ...]] = {"ensemble": ("name", "threshold", "rule", "models")}
+
+
+def _hint(word: str, known: Sequence[str], wrap: str = "'{}'") -> str:
+    close = difflib.get_close_matches(word, known, n=1)
+    return f"; did you mean {wrap.format(close[0])}?" if close else ""
+
+
+def check_keys(table: Mapping, section: str, known: Sequence[str], sections: Mapping | None = None) -> None:
+    """Refuse a key `section` does not know, naming `section.key` and the closest known key (or the
+    section of `sections` the key belongs in)."""
+    for key in table:
+        if key in known:
+            continue
+        home = [s for s, keys in (sections or {}).items() if s != section and key in keys]
+        hint = f"; it belongs in [{home[0]}]" if home else _hint(key, known)
+        raise ManifestError(f"{section}.{key}: unknown key{hint} (known: {', '.join(known)})")
+
+
+def check_sections(doc: Mapping, known: Sequence[str]) -> None:
+    """Refuse a top-level table or key that is not one of the `known` sections."""
+    for name, value in doc.items():
+        if name in known:
+            continue
+        listed = ", ".join(f"[{k}]" for k in known)
+        if isinstance(value, dict):
+            raise ManifestError(f"[{name}]: unknown section{_hint(name, known, '[{}]')} (known: {listed})")
+        raise ManifestError(f"{name}: unknown top-level key; keys belong in a section ({listed})")
 
 
 @dataclass(frozen=True)
@@ -134,21 +183,39 @@ def _section(doc: dict, name: str, required: bool = True) -> dict:
     return table
 
 
-def parse_model(doc: dict, base: Path, text: str = "") -> ModelManifest:
-    m, i, c, o = (_section(doc, s, s in ("model", "input")) for s in ("model", "input", "crop", "output"))
-    size = i.get("size")
-    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) and v > 0 for v in size)):
-        raise ManifestError(f"input.size: expected [height, width] positive integers, got {size!r}")
-    std = _triple(i, "input", "std", [1, 1, 1])
-    if any(s == 0 for s in std):
-        raise ManifestError("input.std: must not contain 0")
+def _model_sections(doc: dict) -> tuple[dict, dict, dict, dict]:
+    check_sections(doc, tuple(MODEL_SECTIONS))
+    tables = []
+    for name, known in MODEL_SECTIONS.items():
+        table = _section(doc, name, name in ("model", "input"))
+        check_keys(table, name, known, MODEL_SECTIONS)
+        tables.append(table)
+    return tuple(tables)
+
+
+def _live_index(o: dict) -> list[int]:
     live = o.get("live_index", 1)
-    live = [live] if isinstance(live, int) and not isinstance(live, bool) else live
+    live = [live] if _is_int(live) else live
     if not (isinstance(live, list) and live and all(_is_int(v) and v >= 0 for v in live)):
         raise ManifestError(f"output.live_index: expected a non-negative int or a list of them, got {live!r}")
+    if len(set(live)) != len(live):
+        raise ManifestError(f"output.live_index: an index is listed twice (it would count twice), got {live!r}")
+    return live
+
+
+def _classes(o: dict, live: list[int]) -> list[str]:
     classes = o.get("classes", [])
     if not (isinstance(classes, list) and all(isinstance(v, str) for v in classes)):
         raise ManifestError("output.classes: expected a list of strings")
+    if classes and max(live) >= len(classes):
+        raise ManifestError(
+            f"output.live_index: {max(live)} is beyond output.classes, which names {len(classes)} "
+            f"(indices 0..{len(classes) - 1}): {classes!r}"
+        )
+    return classes
+
+
+def _crop(c: dict) -> CropRecipe:
     crop = CropRecipe(
         side=_get(c, "crop", "side", str, "max", ("max", "axes")),
         scale=_get(c, "crop", "scale", float, 1.0),
@@ -160,6 +227,28 @@ def parse_model(doc: dict, base: Path, text: str = "") -> ModelManifest:
     )
     if crop.scale <= 0:
         raise ManifestError(f"crop.scale: must be positive, got {crop.scale}")
+    for key in ("small_face_ref", "small_face_max_scale"):
+        if getattr(crop, key) < 0:
+            raise ManifestError(f"crop.{key}: must not be negative, got {getattr(crop, key)}")
+    if crop.small_face_ref > 0 and crop.small_face_max_scale == 0:
+        raise ManifestError(
+            f"crop.small_face_max_scale: missing or 0, so crop.small_face_ref = {crop.small_face_ref:g} would "
+            "have no effect; give the largest scale (or set small_face_ref = 0 to turn the rule off)"
+        )
+    return crop
+
+
+def parse_model(doc: dict, base: Path, text: str = "") -> ModelManifest:
+    m, i, c, o = _model_sections(doc)
+    size = i.get("size")
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) and v > 0 for v in size)):
+        raise ManifestError(f"input.size: expected [height, width] positive integers, got {size!r}")
+    std = _triple(i, "input", "std", [1, 1, 1])
+    if any(s == 0 for s in std):
+        raise ManifestError("input.std: must not contain 0")
+    live = _live_index(o)
+    classes = _classes(o, live)
+    crop = _crop(c)
     name = _get(m, "model", "name", str)
     if not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
         raise ManifestError(f"model.name: use letters, digits, '_', '-', '.', got {name!r}")
@@ -201,7 +290,9 @@ def load_manifest(path: str | Path) -> ModelManifest | EnsembleManifest:
     text, doc = read_toml(path)
     try:
         if "ensemble" in doc:
+            check_sections(doc, tuple(ENSEMBLE_SECTIONS))
             e = _section(doc, "ensemble")
+            check_keys(e, "ensemble", ENSEMBLE_SECTIONS["ensemble"])
             members = e.get("models")
             if not (isinstance(members, list) and members and all(isinstance(v, str) for v in members)):
                 raise ManifestError("ensemble.models: expected a non-empty list of manifest paths")

@@ -7,6 +7,7 @@ caller's business (monitor/services.py).
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +22,7 @@ from .ensemble import Ensemble, categorise, decide
 from .quality import BLUR_SIDE, Gates, Quality, assess
 from .sidecar import Sidecar, SidecarError, parse_sidecar
 
-THUMB_SIDE = 256
+THUMB_SIDE = 320  # px: thumbnails are shown at 160 CSS px, sharp on 2x screens
 # Without a known box the detector looks at the whole image: a reduced decode keeps this many
 # pixels on the smaller side (YuNet's input is 640 px, UltraFace's 320 x 240).
 DETECT_MIN_SIDE = 480
@@ -85,10 +86,14 @@ class ImageResult:
 
 
 def thumbnail(img: Image.Image, side: int) -> Image.Image:
-    """The image fitted into side x side (never enlarged), without copying the full image first."""
-    f = min(1.0, side / max(img.width, img.height))
-    size = (max(1, round(img.width * f)), max(1, round(img.height * f)))
-    return img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0) if f < 1 else img.copy()
+    """The image fitted into side x side (never enlarged) by a box reduction of a whole factor:
+    its long side ends between side / 2 and side (a 640x480 capture gives 320x240, 1920x1080
+    320x180). A box average is 4x cheaper than Pillow's bilinear resize (0.3 vs 1.6 ms for
+    640x480), and thumbnails are for the eyes only: no score depends on them. (Crops are not
+    made this way: a box reduction before the models' bilinear resize doubled the demo
+    models' score shift against full resolution, to 0.12 for one model.)"""
+    k = math.ceil(max(img.width, img.height) / side)
+    return img.reduce(k) if k > 1 else img.copy()
 
 
 class Pipeline:

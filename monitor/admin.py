@@ -17,7 +17,8 @@ from .models import (
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records the system writes (audit trails, logs, shadow scores): shown, never edited here."""
+    """Records the system writes (audit trails, logs, shadow scores, the model registry): shown,
+    never edited here."""
 
     def has_add_permission(self, request):
         return False
@@ -35,25 +36,22 @@ class DeviceAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(ReadOnlyAdmin):
+    """Registered models: shown, never edited here. A model's name, version, file, sha256 and
+    manifest are what its scores mean; they come from `register_models`, which checks the
+    manifest against the ONNX file; deleting one would change its ensembles' members without an
+    EnsembleEvent."""
+
     list_display = ("name", "version", "sha256", "created_at")
-    readonly_fields = (
-        "sha256",
-        "file",
-        "input_shape",
-        "output_shape",
-        "latency_ms",
-        "throughput",
-        "best_batch",
-        "measured_at",
-        "created_at",
-    )
 
 
 @admin.register(Ensemble)
-class EnsembleAdmin(admin.ModelAdmin):
+class EnsembleAdmin(ReadOnlyAdmin):
+    """Ensembles: shown, never edited here. Members come from `register_models`; activation and
+    threshold changes go through the models page (monitor/views/models.py), which records each
+    one as an EnsembleEvent with who and why (deleting one would delete that history)."""
+
     list_display = ("name", "threshold", "rule", "is_active", "created_at")
-    filter_horizontal = ("members",)
 
 
 @admin.register(Run)

@@ -28,7 +28,10 @@ def _dims(shape) -> list:
 
 def register_model(m: ModelManifest) -> ModelVersion:
     """Store the ONNX file under MODELS_DIR (by content) and its manifest; idempotent."""
-    live = LivenessModel(m)  # raises ManifestError when the manifest does not fit the file
+    try:
+        live = LivenessModel(m)  # checks the manifest's input and output against the ONNX file
+    except ManifestError as exc:
+        raise ManifestError(f"model {m.name} ({m.file}): {exc}") from None
     sha = file_sha256(m.file)
     found = ModelVersion.objects.filter(sha256=sha).first()
     if found:

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -49,6 +50,32 @@ def test_it_names_the_manifest_key_that_is_wrong(tmp_path):
     (tmp_path / "fas_a.onnx").symlink_to(DEMO_MANIFEST.with_name("fas_a.onnx"))
     with pytest.raises(CommandError, match=r"input\.layout"):
         call_command("register_models", str(bad))
+    assert not ModelVersion.objects.exists()
+
+
+def fas_a_with(tmp_path, old: str, new: str) -> Path:
+    """The demo fas_a manifest (its ONNX output has 2 values per image) with one line changed."""
+    text = DEMO_MANIFEST.with_name("fas_a.toml").read_text()
+    assert old in text
+    path = tmp_path / "fas_a.toml"
+    path.write_text(text.replace(old, new))
+    (tmp_path / "fas_a.onnx").symlink_to(DEMO_MANIFEST.with_name("fas_a.onnx"))
+    return path
+
+
+def test_it_exits_non_zero_when_the_live_index_is_beyond_the_model_outputs(tmp_path, data_root):
+    path = fas_a_with(tmp_path, 'live_index = 1\nclasses = ["attack", "live"]', "live_index = 2")  # no classes
+    result = run_manage("register_models", str(path), "--no-measure", env_extra={"KOALA_DATA_DIR": str(data_root)})
+    assert result.returncode != 0
+    assert "output.live_index: 2 is beyond the outputs" in result.stderr
+    assert "gives 2 values per image" in result.stderr and "model fas_a (" in result.stderr
+
+
+@pytest.mark.django_db
+def test_it_refuses_classes_that_do_not_name_each_model_output(tmp_path):
+    path = fas_a_with(tmp_path, 'classes = ["attack", "live"]', 'classes = ["print", "live", "replay"]')
+    with pytest.raises(CommandError, match=r"output\.classes: names 3 classes, but .* gives 2 values per image"):
+        call_command("register_models", str(path), "--no-measure")
     assert not ModelVersion.objects.exists()
 
 

@@ -353,3 +353,63 @@ def test_it_leaves_out_events_outside_the_charts_range(client, personas):
     markers = trend(as_user(client, personas, "viewer").get(reverse("home")))["markers"]
 
     assert markers == []
+
+
+# --- the Django admin: shown, never edited (changes go through the models page, with events) -------
+
+
+@pytest.fixture(params=["admin", "superuser"])
+def staff(request, personas, django_user_model):
+    """The admin persona (staff in the admin group) and a superuser, who has every permission."""
+    if request.param == "admin":
+        return personas["admin"]
+    return django_user_model.objects.create_superuser("root", password="a-long-test-password")
+
+
+def admin_url(obj, action: str) -> str:
+    return reverse(f"admin:monitor_{obj._meta.model_name}_{action}", args=[obj.pk])
+
+
+def test_the_django_admin_shows_an_ensemble_read_only(client, staff, demo_ensemble):
+    client.force_login(staff)
+    response = client.get(admin_url(demo_ensemble, "change"))
+    html = response.content.decode()
+    assert response.status_code == 200 and "0.492" in html
+    for field in ("threshold", "is_active", "members", "name"):
+        assert f'name="{field}"' not in html, field
+
+
+def test_the_django_admin_cannot_change_an_ensembles_threshold_activation_or_members(
+    client, staff, demo_ensemble, candidate
+):
+    client.force_login(staff)
+    members = sorted(demo_ensemble.members.values_list("pk", flat=True))
+    events = EnsembleEvent.objects.count()
+    data = {"name": "candidate-renamed", "threshold": "0.9", "rule": "mean", "is_active": "on", "members": members[:1]}
+
+    response = client.post(admin_url(candidate, "change"), data)
+
+    assert response.status_code == 403
+    candidate.refresh_from_db()
+    assert (candidate.name, candidate.threshold, candidate.is_active) == ("candidate", 0.3, False)
+    assert sorted(candidate.members.values_list("pk", flat=True)) == members
+    assert EnsembleEvent.objects.count() == events
+    assert client.post(reverse("admin:monitor_ensemble_add"), {**data, "name": "new"}).status_code == 403
+    assert client.post(admin_url(candidate, "delete"), {"post": "yes"}).status_code == 403
+    assert set(Ensemble.objects.values_list("name", flat=True)) == {"demo", "candidate"}
+
+
+def test_the_django_admin_cannot_change_a_registered_model_version(client, staff, demo_ensemble):
+    client.force_login(staff)
+    mv = ModelVersion.objects.get(name="fas_a")
+    before = ModelVersion.objects.filter(pk=mv.pk).values().get()
+    html = client.get(admin_url(mv, "change")).content.decode()
+    assert 'name="manifest"' not in html and 'name="sha256"' not in html and "[crop]" in html
+    data = {"name": "fas_x", "version": "9", "sha256": "0" * 64, "file": "other.onnx", "manifest": "[model]\n"}
+
+    assert client.post(admin_url(mv, "change"), data).status_code == 403
+    assert client.post(reverse("admin:monitor_modelversion_add"), data).status_code == 403
+    assert client.post(admin_url(mv, "delete"), {"post": "yes"}).status_code == 403
+
+    assert ModelVersion.objects.filter(pk=mv.pk).values().get() == before
+    assert demo_ensemble.members.filter(pk=mv.pk).exists()

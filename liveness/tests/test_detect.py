@@ -138,7 +138,11 @@ def write(tmp_path, body: str) -> Path:
         ('name = "d"\nfamily = "yunet"\nfile = "d.onnx"\nscore_threshold = 7\n', "detector.score_threshold"),
         ('name = "d"\nfamily = "ultraface"\nfile = "d.onnx"\ninput_size = [240]\n', "detector.input_size"),
         ('name = "d"\nfamily = "yunet"\nfile = "d.onnx"\ninput_size = [480, 620]\n', "detector.input_size"),
-        ('name = "d"\nfamily = "yunet"\nfile = "d.onnx"\nscore_treshold = 0.5\n', "detector.score_treshold: unknown"),
+        (
+            'name = "d"\nfamily = "yunet"\nfile = "d.onnx"\nscore_treshold = 0.5\n',
+            "detector.score_treshold: unknown key; did you mean 'score_threshold'?",
+        ),
+        ('name = "d"\nfamily = "yunet"\nfile = "d.onnx"\n[detectors]\nx = 1\n', "[detectors]: unknown section"),
     ],
 )
 def test_it_refuses_a_bad_detector_manifest_naming_the_file_and_key(tmp_path, body, key):

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import ast
+import re
+import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
 
+import liveness.manifest
+from liveness.detect import load_detector_manifest
 from liveness.manifest import (
     CropRecipe,
     EnsembleManifest,
@@ -232,3 +238,191 @@ def test_it_refuses_an_ensemble_with_two_models_of_the_same_name(tmp_path):
     path = write(tmp_path, "e.toml", '[ensemble]\nname = "e"\nmodels = ["a.toml", "b.toml"]\n')
     with pytest.raises(ManifestError, match=r"ensemble\.models.*'m'"):
         load_manifest(path)
+
+
+# --- unknown keys and sections ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"input__colour": "BGR"}, "input.colour: unknown key; did you mean 'color'?"),
+        ({"crop__border_policy": "shift"}, "crop.border_policy: unknown key; did you mean 'border'?"),
+        ({"model__nmae": "m2"}, "model.nmae: unknown key; did you mean 'name'?"),
+        ({"output__live_indices": [1]}, "output.live_indices: unknown key; did you mean 'live_index'?"),
+        ({"crop__small_face_maxscale": 4.0}, "did you mean 'small_face_max_scale'?"),
+        ({"input__border": "shift"}, "input.border: unknown key; it belongs in [crop]"),
+        ({"output__size": [80, 80]}, "output.size: unknown key; it belongs in [input]"),
+    ],
+)
+def test_it_refuses_an_unknown_key_of_a_model_manifest_and_suggests_the_known_one(tmp_path, override, message):
+    path = write(tmp_path, "m.toml", manifest_text(minimal(**override)))
+    with pytest.raises(ManifestError) as exc:
+        load_manifest(path)
+    assert message in str(exc.value)
+    assert str(path) in str(exc.value)
+
+
+def test_it_lists_the_known_keys_when_nothing_is_close(tmp_path):
+    with pytest.raises(ManifestError) as exc:
+        load_manifest(write(tmp_path, "m.toml", manifest_text(minimal(crop__wobble=1))))
+    message = str(exc.value)
+    assert "crop.wobble: unknown key (known: side, scale, border," in message
+    assert "did you mean" not in message
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[inputs]\nsize = [80, 80]\n", "[inputs]: unknown section; did you mean [input]?"),
+        ('[preprocess]\nscale = "raw"\n', "[preprocess]: unknown section (known: [model], [input], [crop], [output])"),
+        ('[ensemble]\nname = "e"\n', None),  # an ensemble manifest: checked as one (below)
+    ],
+)
+def test_it_refuses_an_unknown_section_of_a_model_manifest(tmp_path, text, message):
+    path = write(tmp_path, "m.toml", manifest_text(minimal()) + text)
+    with pytest.raises(ManifestError) as exc:
+        load_manifest(path)
+    assert (message or "[model]: unknown section") in str(exc.value)
+
+
+def test_it_refuses_a_key_outside_any_section(tmp_path):
+    path = write(tmp_path, "m.toml", 'name = "m"\n' + manifest_text(minimal()))
+    with pytest.raises(ManifestError, match=r"name: unknown top-level key; keys belong in a section \(\[model\]"):
+        load_manifest(path)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            'name = "e"\ntreshold = 0.3\nmodels = ["a.toml"]',
+            "ensemble.treshold: unknown key; did you mean 'threshold'?",
+        ),
+        ('name = "e"\nmembers = ["a.toml"]', "ensemble.members: unknown key"),
+        (
+            'name = "e"\nmodels = ["a.toml"]\n[ensembles]\nx = 1',
+            "[ensembles]: unknown section; did you mean [ensemble]?",
+        ),
+    ],
+)
+def test_it_refuses_an_unknown_key_or_section_of_an_ensemble_manifest(tmp_path, body, message):
+    write(tmp_path, "a.toml", manifest_text(minimal()))
+    path = write(tmp_path, "e.toml", f"[ensemble]\n{body}\n")
+    with pytest.raises(ManifestError) as exc:
+        load_manifest(path)
+    assert message in str(exc.value) and str(path) in str(exc.value)
+
+
+def test_it_names_the_member_file_of_a_member_with_an_unknown_key(tmp_path):
+    write(tmp_path, "a.toml", manifest_text(minimal(input__colour="BGR")))
+    with pytest.raises(ManifestError) as exc:
+        load_manifest(write(tmp_path, "e.toml", '[ensemble]\nname = "e"\nmodels = ["a.toml"]\n'))
+    assert "a.toml" in str(exc.value) and "input.colour: unknown key" in str(exc.value)
+
+
+def test_it_refuses_an_unknown_key_of_a_stored_manifest_too(tmp_path):
+    with pytest.raises(ManifestError, match="input.colour: unknown key"):
+        parse_model_text(manifest_text(minimal(input__colour="BGR")), tmp_path / "m.onnx")
+
+
+# --- the small-face rule, live_index and classes ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            {"crop__small_face_ref": -130, "crop__small_face_max_scale": 4.0},
+            "crop.small_face_ref: must not be negative",
+        ),
+        (
+            {"crop__small_face_ref": 130, "crop__small_face_max_scale": -4.0},
+            "crop.small_face_max_scale: must not be negative",
+        ),
+        ({"crop__small_face_max_scale": -1}, "crop.small_face_max_scale: must not be negative"),
+        ({"crop__small_face_ref": 130}, "crop.small_face_max_scale: missing or 0"),
+        ({"crop__small_face_ref": 130, "crop__small_face_max_scale": 0}, "crop.small_face_max_scale: missing or 0"),
+    ],
+)
+def test_it_refuses_a_small_face_rule_that_cannot_work(tmp_path, override, message):
+    with pytest.raises(ManifestError) as exc:
+        load_manifest(write(tmp_path, "m.toml", manifest_text(minimal(**override))))
+    assert message in str(exc.value)
+
+
+def test_it_accepts_the_small_face_rule_turned_off_with_a_zero_reference(tmp_path):
+    m = load_manifest(write(tmp_path, "m.toml", manifest_text(minimal(crop__small_face_max_scale=4.0))))
+    assert (m.crop.small_face_ref, m.crop.small_face_max_scale) == (0.0, 4.0)
+
+
+@pytest.mark.parametrize(
+    ("live_index", "classes", "message"),
+    [
+        (2, ["attack", "live"], "output.live_index: 2 is beyond output.classes, which names 2 (indices 0..1)"),
+        ([0, 3], ["live", "print", "replay"], "output.live_index: 3 is beyond output.classes, which names 3"),
+        ([1, 1], [], "output.live_index: an index is listed twice"),
+    ],
+)
+def test_it_refuses_a_live_index_that_does_not_fit_the_classes(tmp_path, live_index, classes, message):
+    override = {"output__live_index": live_index, "output__classes": classes or None}
+    with pytest.raises(ManifestError) as exc:
+        load_manifest(write(tmp_path, "m.toml", manifest_text(minimal(**override))))
+    assert message in str(exc.value)
+
+
+def test_it_accepts_a_live_index_within_the_classes(tmp_path):
+    override = {"output__live_index": [0, 2], "output__classes": ["live", "print", "live_too"]}
+    m = load_manifest(write(tmp_path, "m.toml", manifest_text(minimal(**override))))
+    assert m.live_index == (0, 2) and m.attack_classes == {1: "print"}
+
+
+# --- every manifest the repository ships or documents still loads ----------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED_MODELS = ROOT.parent / "shared" / "models"
+
+
+def _model_manifests_of_the_training_script() -> dict[str, str]:
+    """MANIFESTS of liveness/training/train_demo_models.py, read without importing it (torch)."""
+    source = (ROOT / "liveness" / "training" / "train_demo_models.py").read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "MANIFESTS":
+            return ast.literal_eval(node.value)
+    raise AssertionError("no MANIFESTS in train_demo_models.py")
+
+
+def _docstring_blocks() -> list[str]:
+    """The indented TOML examples of liveness/manifest.py's docstring: model, then ensemble."""
+    blocks = re.findall(r"((?:^    .*\n|^\n)+)", liveness.manifest.__doc__, re.M)
+    return [textwrap.dedent(b) for b in blocks if "[" in b]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "liveness" / "demo_models").glob("*.toml")), ids=lambda p: p.name)
+def test_it_loads_every_shipped_demo_manifest(path):
+    assert isinstance(load_manifest(path), ModelManifest | EnsembleManifest)
+
+
+def test_it_loads_the_manifests_the_training_script_writes(tmp_path):
+    manifests = _model_manifests_of_the_training_script()
+    assert set(manifests) == {"fas_a", "fas_b", "fas_c"}
+    for name, text in manifests.items():
+        m = load_manifest(write(tmp_path, f"{name}.toml", text.format(mmac=10)))
+        assert m.name == name
+
+
+def test_it_loads_the_documented_examples(tmp_path):
+    model, ensemble = _docstring_blocks()
+    write(tmp_path, "fas_a.toml", model)
+    write(tmp_path, "fas_b.toml", model.replace('name = "fas_a"', 'name = "fas_b"'))
+    assert load_manifest(tmp_path / "fas_a.toml").classes == ("attack", "live")
+    assert [m.name for m in load_manifest(write(tmp_path, "demo.toml", ensemble)).models] == ["fas_a", "fas_b"]
+
+
+def test_it_loads_every_shared_model_manifest():
+    paths = sorted(SHARED_MODELS.rglob("*.toml")) if SHARED_MODELS.is_dir() else []
+    for path in paths:
+        if "detector" in tomllib.loads(path.read_text(encoding="utf-8")):
+            load_detector_manifest(path)
+        else:
+            load_manifest(path)

@@ -187,9 +187,39 @@ def test_it_accepts_the_right_input_and_output_names(tmp_path):
     np.testing.assert_allclose(m.probabilities(crops_of((1, 2, 3))), [[1, 2, 3]])
 
 
-def test_it_refuses_a_live_index_beyond_the_model_outputs(tmp_path):
-    m = model(tmp_path, output={"live_index": 3})
+def test_it_refuses_a_live_index_beyond_fixed_model_outputs_at_load(tmp_path):
+    # the channel-mean model declares (N, 3): index 3 is caught before anything is scored
+    with pytest.raises(ManifestError, match=r"output\.live_index: 3 .*gives 3 values"):
+        model(tmp_path, output={"live_index": 3})
+    with pytest.raises(ManifestError, match=r"output\.live_index: 4 "):
+        model(tmp_path, "several", output={"live_index": [0, 4]})
+
+
+def test_it_accepts_the_last_index_of_fixed_model_outputs(tmp_path):
+    m = model(tmp_path, input={"scale": "raw"}, output={"live_index": 2})
+    np.testing.assert_allclose(m.live_probability(m.probabilities(crops_of((0, 0, 0)))), [0.0])
+
+
+@pytest.mark.parametrize("classes", [["live", "print"], ["live", "print", "replay", "mask"]])
+def test_it_refuses_classes_that_do_not_name_each_fixed_output(tmp_path, classes):
+    with pytest.raises(ManifestError, match=rf"output\.classes: names {len(classes)} classes.*gives 3 values"):
+        model(tmp_path, output={"live_index": 0, "classes": classes})
+
+
+def test_it_accepts_one_class_name_per_fixed_output(tmp_path):
+    m = model(tmp_path, output={"live_index": 0, "classes": ["live", "print", "replay"]})
+    assert m.manifest.attack_classes == {1: "print", 2: "replay"}
+
+
+def test_it_refuses_a_live_index_beyond_dynamic_model_outputs_when_scoring(tmp_path):
+    m = model(tmp_path, output_dim="K", output={"live_index": 3})  # the file does not say how many
     with pytest.raises(ManifestError, match="output.live_index"):
+        m.probabilities(crops_of((1, 2, 3)))
+
+
+def test_it_refuses_classes_that_do_not_fit_dynamic_model_outputs_when_scoring(tmp_path):
+    m = model(tmp_path, output_dim="K", output={"live_index": 0, "classes": ["live", "print"]})
+    with pytest.raises(ManifestError, match="output.classes: names 2 classes"):
         m.probabilities(crops_of((1, 2, 3)))
 
 
