@@ -97,7 +97,8 @@ class Run(models.Model):
     and touches neither the images' categories nor the folders."""
 
     QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
-    STATUS_CHOICES = [(s, s) for s in (QUEUED, RUNNING, DONE, FAILED)]
+    SUPERSEDED = "superseded"  # another run of the same day was still scoring: that one finishes the day
+    STATUS_CHOICES = [(s, s) for s in (QUEUED, RUNNING, DONE, FAILED, SUPERSEDED)]
 
     day = models.DateField(db_index=True)
     ensemble = models.ForeignKey(Ensemble, null=True, on_delete=models.SET_NULL)
@@ -146,6 +147,11 @@ class Run(models.Model):
     @property
     def category_counts(self) -> list[tuple[str, int]]:
         return [(c, self.counts[c]) for c in CATEGORIES if self.counts.get(c)]
+
+    @property
+    def note(self) -> str:
+        """Why the run ended as it did (its first error about the run itself, not one file)."""
+        return next((e.get("reason", "") for e in self.errors if isinstance(e, dict) and not e.get("path")), "")
 
 
 class Image(models.Model):

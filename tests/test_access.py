@@ -6,8 +6,9 @@ import datetime as dt
 import pytest
 from django.urls import URLPattern, get_resolver, reverse
 
-from monitor.models import Ensemble, ModelVersion, Run
+from monitor.models import Ensemble, Image, ModelVersion, Run
 from tests import factories as f
+from tests.conftest import PERSONAS, put, solid_png
 
 DAY = dt.date(2026, 11, 20)
 PUBLIC = {"login"}
@@ -17,6 +18,19 @@ PK_OF = {
     "model-measure": ModelVersion,
     "ensemble-activate": Ensemble,
     "ensemble-threshold": Ensemble,
+}
+# the Django admin: its index and pages of the tables that matter most (models, ensembles,
+# images, runs); the row of a change page is the first one of its table
+ADMIN_PAGES = {
+    "admin:index": None,
+    "admin:monitor_modelversion_changelist": None,
+    "admin:monitor_modelversion_change": ModelVersion,
+    "admin:monitor_ensemble_changelist": None,
+    "admin:monitor_ensemble_change": Ensemble,
+    "admin:monitor_image_changelist": None,
+    "admin:monitor_image_change": Image,
+    "admin:monitor_run_changelist": None,
+    "admin:monitor_run_add": None,
 }
 
 
@@ -29,8 +43,16 @@ def _patterns(resolver, prefix="", namespace=""):
             yield from _patterns(p, prefix + str(p.pattern), p.namespace or namespace)
 
 
+def admin_urls() -> list[tuple[str, str]]:
+    urls = []
+    for name, model in ADMIN_PAGES.items():
+        args = [model.objects.order_by("pk").values_list("pk", flat=True).first()] if model else []
+        urls.append((name, reverse(name, args=args)))
+    return urls
+
+
 def project_urls(run_pk: int, image_pk: int) -> list[tuple[str, str]]:
-    """(name, url) for every named pattern of the project (the admin is checked by its index)."""
+    """(name, url) for every named pattern of the project, and the pages of the admin above."""
     urls = []
     for route, name in _patterns(get_resolver()):
         kwargs = {}
@@ -41,7 +63,7 @@ def project_urls(run_pk: int, image_pk: int) -> list[tuple[str, str]]:
             if name in PK_OF:  # other rows than runs and images: the first one of its table
                 kwargs["pk"] = PK_OF[name].objects.order_by("pk").values_list("pk", flat=True).first()
         urls.append((name, reverse(name, kwargs=kwargs)))
-    return urls + [("admin", reverse("admin:index"))]
+    return urls + admin_urls()
 
 
 @pytest.fixture
@@ -55,6 +77,8 @@ def rows(db):
 def test_it_knows_every_pattern(rows):
     names = {name for name, _ in project_urls(*rows)}
     assert {"home", "gallery", "image", "image-file", "thumb", "runs", "run", "run-start", "api-days"} <= names
+    assert set(ADMIN_PAGES) <= names
+    assert None not in {url for _, url in project_urls(*rows)} and "None" not in str(project_urls(*rows))
 
 
 def test_it_refuses_anonymous_visitors_on_every_url(client, rows):
@@ -101,7 +125,7 @@ FILES = {"image-file", "thumb"}  # tested with real files in test_gallery.py
 ROLES_OF = {
     "review:": {"reviewer", "admin"},
     "labelling:": {"admin"},
-    "admin": {"admin"},
+    "admin:": {"admin"},  # the Django admin
     "model-measure": {"admin"},
     "ensemble-": {"admin"},
     "access-log": {"admin"},
@@ -126,8 +150,10 @@ def test_it_holds_the_role_matrix_on_every_url(client, rows, personas, role):
                 assert response.status_code in (403, 405), (role, url, response.status_code)
                 assert client.post(url).status_code == 403, (role, url)
             else:
-                expected = 302 if name == "admin" else 403  # the admin site sends non-staff to its login
+                expected = 302 if name.startswith("admin:") else 403  # the admin site sends non-staff to its login
                 assert response.status_code == expected, (role, url, response.status_code)
+                if expected == 302:
+                    assert response["Location"].startswith(reverse("admin:login")), (role, url)
         elif name in POST_ONLY:
             assert response.status_code == 405, (role, url, response.status_code)
         else:
@@ -153,8 +179,55 @@ def test_it_holds_the_role_matrix_on_every_url_for_post(client, rows, personas, 
             continue
         response = client.post(url)
         if not allowed(name, role):
-            expected = 302 if name == "admin" else 403
+            expected = 302 if name.startswith("admin:") else 403
             assert response.status_code == expected, (role, url, response.status_code)
+        elif name.startswith("admin:"):  # the admin's own rules: a read-only table refuses every change
+            assert response.status_code < 500, (role, url, response.status_code)
         else:
             assert response.status_code != 403, (role, url, response.status_code)
             assert response.status_code < 500, (role, url, response.status_code)
+
+
+# --- no scoping by day or device: every role sees every image (README, Security) ---------------------
+
+IMAGE_VIEWS = ["image", "image-file", "thumb", "api-image"]
+
+
+@pytest.fixture
+def images_of_days(settings):
+    """An image, with its file and thumbnail, on each of three days and devices."""
+    images = []
+    for day, device in [("2026-10-01", "gate-a"), ("2026-11-20", "phone-01"), ("2026-11-21", "pad-7")]:
+        data = solid_png()
+        put(settings.INBOX_DIR, day, device, "face.png", data)
+        im = f.image(day=day, device_name=device, path=f"{day}/{device}/face.png", format="PNG", file_size=len(data))
+        thumb = settings.THUMBS_DIR / im.thumb_relpath
+        thumb.parent.mkdir(parents=True, exist_ok=True)
+        thumb.write_bytes(data)
+        Image.objects.filter(pk=im.pk).update(has_thumbnail=True)
+        images.append(im)
+    return images
+
+
+@pytest.mark.parametrize("role", PERSONAS)
+def test_it_shows_every_role_the_images_of_every_day_and_device(client, personas, images_of_days, role):
+    client.force_login(personas[role])
+    for im in images_of_days:
+        for name in IMAGE_VIEWS:
+            response = client.get(reverse(name, args=[im.pk]))
+            assert response.status_code == 200, (role, name, im.day, response.status_code)
+            if response.streaming:  # read to the end: that closes the file
+                b"".join(response.streaming_content)
+
+
+def test_it_refuses_every_image_view_to_a_user_without_a_role(client, personas, images_of_days):
+    client.force_login(personas["nobody"])
+    for im in images_of_days:
+        for name in IMAGE_VIEWS:
+            for method in ("get", "post"):
+                response = getattr(client, method)(reverse(name, args=[im.pk]))
+                refused = {403, 405} if method == "post" and name.startswith("api") else {403}  # a read-only API
+                assert response.status_code in refused, (method, name, im.day, response.status_code)
+                assert b"PNG" not in b"".join(response) and b"face.png" not in b"".join(response), (method, name)
+        assert client.post(reverse("labelling:image", args=[im.pk]), {"label": "genuine"}).status_code == 403
+    assert not Image.objects.exclude(label="").exists()

@@ -4,8 +4,10 @@ row with a category and a reason, a failed InboxFile with a reason, or a deliber
 good images of the same day must be scored normally, and the run must end `done`."""
 
 import datetime as dt
+import errno
 import io
 import json
+import logging
 import os
 import struct
 import zlib
@@ -57,8 +59,23 @@ def running_as_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
+def make_unreadable(path: Path, monkeypatch) -> None:
+    """Reading `path` fails with "Permission denied", whoever runs the tests: chmod 000, and as
+    root (who reads through that, as on CI) opening it is refused the same way."""
+    path.chmod(0)
+    if running_as_root():
+        target, path_open = path.resolve(), Path.open  # Path.read_bytes opens through Path.open
+
+        def refuse(self, *args, **kwargs):
+            if self.resolve() == target:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+            return path_open(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "open", refuse)
+
+
 @pytest.fixture
-def corpus(data_root, tmp_path):
+def corpus(data_root, tmp_path, monkeypatch):
     inbox = settings.INBOX_DIR
     rng = np.random.default_rng(8)
 
@@ -126,7 +143,7 @@ def corpus(data_root, tmp_path):
     (inbox / DAY / DEV / "link-outside.jpg").symlink_to(outside)
     (inbox / DAY / DEV / "folder.jpg").mkdir()
     locked = put(inbox, DAY, DEV, "locked.jpg", jpeg_bytes(sample()))
-    locked.chmod(0)
+    make_unreadable(locked, monkeypatch)
 
     # a day folder that is not a date
     put(inbox, "not-a-day", DEV, "stray.jpg", jpeg_bytes(sample()))
@@ -230,14 +247,11 @@ def test_every_bad_file_ends_with_an_outcome_and_a_reason(corpus, demo_ensemble)
         assert f.image is None and not Image.objects.filter(path=f.path).exists()
         assert {"path": f.path, "reason": f.reason} in run.errors
 
-    # the unreadable file: root reads through chmod 000, so there it is scored like any other file
+    # the unreadable file (permissions): a failed InboxFile with the reason, no Image
     locked = InboxFile.objects.get(path=path("locked.jpg"))
-    if running_as_root():
-        assert locked.status == InboxFile.DONE and locked.image.category == "no_face"  # it has no sidecar
-    else:
-        assert locked.status == InboxFile.FAILED and "cannot read the file" in locked.reason
-        assert "Permission denied" in locked.reason
-        assert not Image.objects.filter(path=locked.path).exists()
+    assert (locked.status, locked.reason) == (InboxFile.FAILED, "cannot read the file: Permission denied")
+    assert locked.image is None and not Image.objects.filter(path=locked.path).exists()
+    assert {"path": locked.path, "reason": locked.reason} in run.errors
 
     # skipped on purpose: the sidecar without an image is no inbox file at all
     assert not InboxFile.objects.filter(path__endswith=".json").exists()
@@ -249,7 +263,7 @@ def test_every_bad_file_ends_with_an_outcome_and_a_reason(corpus, demo_ensemble)
     # the link and the folder fail at discovery (in run.errors, not in run.total); a file that cannot
     # be read fails while scoring (run.failed_files)
     assert run.total == len(names) - 2
-    assert run.failed_files == (0 if running_as_root() else 1)
+    assert run.failed_files == 1
     assert sum(run.counts.values()) == Image.objects.count() == run.total - run.failed_files
 
 
@@ -263,3 +277,59 @@ def test_a_day_folder_that_is_not_a_date_is_skipped(corpus, demo_ensemble):
     assert Run.objects.get().status == Run.DONE
     assert not InboxFile.objects.filter(path__startswith="not-a-day").exists()
     assert not Image.objects.filter(path__contains="stray").exists()
+
+
+@pytest.mark.django_db
+def test_it_fails_only_the_file_that_vanished_before_it_was_read(data_root, demo_ensemble):
+    rng = np.random.default_rng(9)
+    for name in ("a.jpg", "b.jpg", "gone.jpg"):
+        s = demo.render_sample(rng, label="genuine", face_size=200, yaw=0.0, pitch=0.0, blur=0.0)
+        put(settings.INBOX_DIR, DAY, DEV, name, jpeg_bytes(s), sidecar_for(s))
+
+    def discover_then_lose_one(run):
+        ids = services.discover(run)
+        (settings.INBOX_DIR / path("gone.jpg")).unlink()  # the device took it back in between
+        return ids
+
+    run = services.start_run(dt.date.fromisoformat(DAY))
+    run = services.run_in_process(run, discover_then_lose_one, services.score_batch, services.finish_run)
+
+    gone = InboxFile.objects.get(path=path("gone.jpg"))
+    assert (gone.status, gone.reason) == (InboxFile.FAILED, "cannot read the file: No such file or directory")
+    assert {"path": gone.path, "reason": gone.reason} in run.errors
+    assert run.status == Run.DONE and run.failed_files == 1
+    assert set(Image.objects.values_list("path", flat=True)) == {path("a.jpg"), path("b.jpg")}
+    assert set(Image.objects.values_list("category", flat=True)) <= SCORED
+
+
+@pytest.mark.django_db
+def test_it_logs_why_it_skips_what_it_skips(corpus, demo_ensemble, caplog, settings):
+    inbox = settings.INBOX_DIR
+    (inbox / DAY / "notes.txt").write_text("a file where the device folders are")
+    put(inbox, DAY, DEV, "readme.txt", b"not an image name")
+    long_device = "d" * (services.DEVICE_NAME_MAX + 1)
+    put(inbox, DAY, long_device, "x.jpg", b"never looked at")
+    caplog.set_level(logging.INFO, logger="monitor.services")
+
+    call_command("score_day", "--all", stdout=io.StringIO(), stderr=io.StringIO())
+    settings.KOALA_SETTLE_SECONDS = 3600
+    put(inbox, DAY, DEV, "still-arriving.jpg", b"half a fil")
+    assert not services.has_work(dt.date.fromisoformat(DAY))
+
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "monitor.services"]
+    for level, prefix, where, why in [
+        (logging.INFO, "skipped", f"{DAY}/{DEV}/orphan.json", "sidecar without an image"),
+        (logging.INFO, "skipped", "not-a-day", "not a day folder (YYYY-MM-DD)"),
+        (logging.INFO, "skipped", f"{DAY}/notes.txt", "not a device folder"),
+        (logging.INFO, "skipped", f"{DAY}/{DEV}/readme.txt", "not an image file name (.jpg, .jpeg, .png)"),
+        (logging.WARNING, "skipped", f"{DAY}/{long_device}", "device folder name longer than 100 characters"),
+        (logging.INFO, "left", f"{DAY}/{DEV}/still-arriving.jpg", "for the next run: modified in the last 3600 s"),
+    ]:
+        ending = f"/{where}: {why}" if prefix == "skipped" else f"/{where} {why}"
+        assert any(lv == level and m.startswith(f"{prefix} ") and m.endswith(ending) for lv, m in logged), (
+            where,
+            logged,
+        )
+    # skipped means never recorded
+    assert not InboxFile.objects.filter(path__contains="readme.txt").exists()
+    assert not InboxFile.objects.filter(path__contains=long_device).exists()

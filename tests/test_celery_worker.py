@@ -89,7 +89,7 @@ def wait_for_run(run_id: int, proc, log_path, timeout: float = 240) -> Run:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run = Run.objects.get(pk=run_id)
-        if run.status in (Run.DONE, Run.FAILED):
+        if run.status not in (Run.QUEUED, Run.RUNNING):  # done, failed or superseded
             return run
         if proc.poll() is not None:
             pytest.fail(f"the worker exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")

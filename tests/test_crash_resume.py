@@ -1,6 +1,8 @@
-"""Integration (issue 8): a worker killed mid-day loses nothing and a re-run completes the day;
-two overlapping runs never score the same file twice. Needs PostgreSQL and Redis (see
-tests/test_celery_worker.py); skipped without them (failed instead when KOALA_REQUIRE_SERVICES=1)."""
+"""Issue 8: a worker killed mid-day loses nothing and a re-run completes the day (the dead run is
+marked failed); two overlapping runs never score the same file twice and only one marks the day
+done; an interrupted file write leaves nothing behind. The integration tests need PostgreSQL and
+Redis (see tests/test_celery_worker.py); skipped without them (failed instead when
+KOALA_REQUIRE_SERVICES=1)."""
 
 import datetime as dt
 import hashlib
@@ -13,19 +15,22 @@ import sys
 import textwrap
 import time
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import numpy as np
 import pytest
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Sum
+from django.urls import reverse
 from django.utils import timezone
 
 from liveness import demo
 from monitor import services, tasks
 from monitor.celery import app as celery_app
-from monitor.models import Image, InboxFile, Run
-from tests.conftest import ROOT, need_services
+from monitor.models import DailyMetric, Image, InboxFile, Run
+from tests.conftest import ROOT, jpeg_bytes, need_services, put
 from tests.test_celery_worker import wait_for_run
 
 DAY = "2026-11-22"
@@ -157,6 +162,10 @@ def test_a_killed_worker_loses_nothing_and_a_rerun_completes_the_day(demo_ensemb
         kill_group(second)
 
     assert run.status == Run.DONE, run.errors
+    # the first run never finished: the second one's start marked it failed, saying why
+    lost = Run.objects.get(pk=run1)
+    assert lost.status == Run.FAILED and lost.finished_at is not None
+    assert lost.note.startswith(f"worker lost: superseded by run {run2}"), lost.errors
     # the dead worker's batch in flight may be redelivered to the new one: it takes its files
     # (the same claim token), the new run then finds the rest
     assert len(files) - finished - BATCH <= run.total <= len(files) - finished
@@ -176,11 +185,30 @@ SCORER = textwrap.dedent(
     from monitor.models import Run
     run_id, ids = int(sys.argv[1]), json.loads(sys.argv[2])
     services.load_ensemble(Run.objects.get(pk=run_id).ensemble)  # warm up before the start signal
+    claim = services._claim
+
+    def claim_and_wait(file_ids, token):  # the batch holds its claim until the test says go on
+        files = claim(file_ids, token)
+        print("claimed", len(files), flush=True)
+        sys.stdin.readline()
+        return files
+
+    services._claim = claim_and_wait
     print("ready", flush=True)
     sys.stdin.readline()
     print(json.dumps(services.score_batch(run_id, ids)), flush=True)
     """
 )
+
+
+def step(proc, expect: str) -> str:
+    """Let a paused scorer go on; its next line that starts with `expect`."""
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    while line := proc.stdout.readline():
+        if line.startswith(expect):
+            return line.strip()
+    pytest.fail(f"the scorer ended without {expect!r}:\n{proc.stderr.read()[-3000:]}")
 
 
 @pytest.mark.integration
@@ -190,7 +218,9 @@ def test_two_overlapping_runs_score_each_file_once(demo_ensemble, data_root, tmp
     """Two runs of the same day, both discovered before either scores; two processes then score
     the same files, the second starting once the first holds its claim. With the claim held, the
     second gets nothing; with a claim that already expired (a batch slower than
-    KOALA_CLAIM_SECONDS), the second takes the files over and the first stores and counts none."""
+    KOALA_CLAIM_SECONDS), the second takes the files over and the first stores and counts none.
+    The run that finishes while the other one still works on the day's files does not mark the
+    day done: it says it was superseded, and the other one, finishing last, marks it done."""
     need_services()
     files, distinct = make_day(tmp_path, per_day=16)
     day = dt.date.fromisoformat(DAY)
@@ -215,37 +245,200 @@ def test_two_overlapping_runs_score_each_file_once(demo_ensemble, data_root, tmp
         for run in runs
     ]
     first_token = services.batch_token(runs[0].pk, ids)
+    # who scores: the first with its claim held, the second when the first's claim expired
+    winner, loser = (runs[0], runs[1]) if claim_seconds else (runs[1], runs[0])
     try:
         for p in procs:
             assert p.stdout.readline().strip() == "ready", p.stderr.read()
-        procs[0].stdin.write("go\n")
-        procs[0].stdin.flush()
-        deadline = time.monotonic() + 60
-        while InboxFile.objects.filter(claimed_by=first_token).count() < len(ids):
-            assert time.monotonic() < deadline and procs[0].poll() is None, "the first process never claimed"
-            time.sleep(0.005)
-        procs[1].stdin.write("go\n")  # while the first is still scoring (about a second)
-        procs[1].stdin.flush()
-        outs = [p.communicate(timeout=180) for p in procs]
+        step(procs[0], f"claimed {len(ids)}")  # the first claims every file, then waits
+        assert InboxFile.objects.filter(claimed_by=first_token).count() == len(ids)
+        step(procs[1], f"claimed {0 if claim_seconds else len(ids)}")  # the second claims: nothing, or all
+        if claim_seconds:
+            second = json.loads(step(procs[1], "{"))  # it scores nothing ...
+            superseded = services.finish_run(loser.pk)  # ... and finishes while the first holds every file
+            first = json.loads(step(procs[0], "{"))
+        else:
+            first = json.loads(step(procs[0], "{"))  # its claim went to the second: it stores nothing ...
+            superseded = services.finish_run(loser.pk)  # ... and finishes while the second holds every file
+            second = json.loads(step(procs[1], "{"))
+        outs = [p.communicate(timeout=60) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
     for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
-    first, second = (json.loads(out.strip().splitlines()[-1]) for out, _ in outs)
 
     if claim_seconds:
         assert (first["files"], first["stored"], second["files"]) == (len(ids), len(distinct), 0)
     else:
         assert (first["files"], first["stored"], first["duplicates"]) == (len(ids), 0, 0)
         assert (second["files"], second["stored"]) == (len(ids), len(distinct))
-    for run in runs:
-        assert services.finish_run(run.pk).status == Run.DONE
+    # exactly one run marks the day done; the other says why it did not
+    assert superseded.status == Run.SUPERSEDED
+    assert superseded.note.startswith(
+        f"superseded: another run of this day (run {winner.pk}) was still scoring {len(ids)} files"
+    ), superseded.errors
+    assert services.finish_run(winner.pk).status == Run.DONE
+    assert list(Run.objects.filter(day=day).values_list("status", flat=True).order_by("pk")) == [
+        Run.DONE if run == winner else Run.SUPERSEDED for run in runs
+    ]
     # nothing scored or counted twice: the two runs' counts add up to the day's files
     totals = Run.objects.aggregate(p=Sum("processed"), n=Sum("new_images"), d=Sum("duplicates"))
     assert totals == {"p": len(files), "n": len(distinct), "d": len(files) - len(distinct)}
-    winner = runs[0] if claim_seconds else runs[1]
     assert Image.objects.filter(run=winner).count() == len(distinct)
     assert set(InboxFile.objects.values_list("claimed_by", flat=True)) == {""}
     assert_day_complete(files, distinct)
+
+
+# --- overlapping runs and lost workers, in one process ----------------------------------------------
+
+
+def scoring(run: Run, ids: list[int]) -> None:
+    """What a worker in the middle of a batch of `run` holds: a live claim on its files."""
+    assert len(services._claim(ids, services.batch_token(run.pk, ids))) == len(ids)
+
+
+def score_all(run: Run, ids: list[int]) -> Run:
+    for batch in services.chunks(ids, BATCH):
+        services.score_batch(run.pk, batch)
+    return services.finish_run(run.pk)
+
+
+@pytest.mark.django_db
+def test_it_does_not_mark_the_day_done_while_another_run_scores_it(demo_ensemble, tmp_path, client, personas):
+    files, distinct = make_day(tmp_path, per_day=6)
+    day = dt.date.fromisoformat(DAY)
+    first = services.start_run(day)
+    ids = services.discover(first)
+    scoring(first, ids)
+
+    second = services.start_run(day)
+    assert services.discover(second) == []  # every file is claimed by the first
+    second = services.finish_run(second.pk)
+
+    assert second.status == Run.SUPERSEDED
+    assert second.note == (
+        f"superseded: another run of this day (run {first.pk}) was still scoring {len(files)} files; "
+        "the last run to finish marks the day done (if that one fails, re-run the day)"
+    )
+    assert not DailyMetric.objects.filter(day=day).exists()  # no figures of half a day
+    client.force_login(personas["viewer"])
+    for url in (reverse("runs"), reverse("run", args=[second.pk])):
+        page = client.get(url).content.decode()
+        assert 'class="status-superseded"' in page and f"(run {first.pk}) was still scoring" in page, url
+
+    services.score_batch(first.pk, ids)  # the first run's batch ends
+    first = services.finish_run(first.pk)
+    assert first.status == Run.DONE and first.note == ""
+    assert DailyMetric.objects.get(day=day, device=None).images == len(distinct)
+    assert Run.objects.get(pk=second.pk).status == Run.SUPERSEDED
+
+
+@pytest.mark.django_db
+def test_it_leaves_the_day_to_a_later_run_that_found_more_files(demo_ensemble, tmp_path):
+    """A late file found by a second run while the first is still going: the first one, finishing
+    first, is superseded; the second finishes the day."""
+    make_day(tmp_path, per_day=4)
+    day = dt.date.fromisoformat(DAY)
+    first = services.start_run(day)
+    first_ids = services.discover(first)
+    sample = demo.render_sample(np.random.default_rng(3), label="genuine", face_size=200, yaw=0, pitch=0, blur=0)
+    put(settings.INBOX_DIR, DAY, "late-device", "late.jpg", jpeg_bytes(sample))
+    second = services.start_run(day)
+    second_ids = services.discover(second)
+    assert len(second_ids) == len(first_ids) + 1  # nothing claimed yet: it sees the first one's files too
+
+    assert score_all(first, first_ids).status == Run.SUPERSEDED  # the late file waits for the second
+    assert f"(run {second.pk}) was still scoring 1 files" in Run.objects.get(pk=first.pk).note
+    assert score_all(second, second_ids).status == Run.DONE
+
+
+@pytest.mark.django_db
+def test_it_marks_a_run_whose_worker_died_as_failed_when_the_day_runs_again(demo_ensemble, tmp_path):
+    make_day(tmp_path, per_day=6)
+    day = dt.date.fromisoformat(DAY)
+    dead, alive, done = (services.start_run(day) for _ in range(3))
+    ids = services.discover(dead)
+    scoring(dead, ids[:BATCH])
+    scoring(alive, ids[BATCH:])
+    InboxFile.objects.filter(claimed_by__startswith=f"run{dead.pk}:").update(  # its worker was killed
+        claimed_until=timezone.now() - dt.timedelta(seconds=1)
+    )
+    Run.objects.filter(pk__in=[dead.pk, alive.pk]).update(status=Run.RUNNING)
+    Run.objects.filter(pk=done.pk).update(status=Run.DONE)
+
+    new = services.start_run(day)
+
+    dead.refresh_from_db()
+    assert dead.status == Run.FAILED and dead.finished_at is not None
+    assert (
+        dead.note == f"worker lost: superseded by run {new.pk}, which scores what is left (no live claim on any file)"
+    )
+    assert Run.objects.get(pk=alive.pk).status == Run.RUNNING  # its batch still holds its files
+    assert Run.objects.get(pk=done.pk).status == Run.DONE
+    assert services.discover(new) == ids[:BATCH]  # the dead run's files come back
+
+
+# --- interrupted writes ------------------------------------------------------------------------------
+
+
+def test_it_leaves_no_file_behind_when_a_write_fails(tmp_path):
+    dst = tmp_path / "sorted" / "live" / "cam__a.jpg"
+
+    def half_a_write(tmp):
+        tmp.write_bytes(b"half a thumbn")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        services._atomic_write(dst, half_a_write)
+    assert list(dst.parent.iterdir()) == []  # neither the file nor its temporary
+
+    dst.write_bytes(b"the earlier version")
+    with pytest.raises(OSError):
+        services._atomic_write(dst, half_a_write)
+    assert list(dst.parent.iterdir()) == [dst] and dst.read_bytes() == b"the earlier version"
+
+
+def test_it_removes_only_stale_temporary_files(tmp_path):
+    folder = tmp_path / "thumbs" / "ab"
+    folder.mkdir(parents=True)
+    temp = folder / f".ab{'0' * 62}.jpg.0badcafe.tmp"
+    keep = [folder / f"ab{'0' * 62}.jpg", folder / ".hidden", folder / ".x.jpg.tmp", folder / ".x.jpg.NOTHEX12.tmp"]
+    for p in [temp, *keep]:
+        p.write_bytes(b"x")
+
+    assert services.remove_stale_temp_files([folder, tmp_path / "missing"]) == 0  # just written: maybe in progress
+    assert temp.exists()
+    time.sleep(0.02)
+    assert services.remove_stale_temp_files([folder], older_than=0.01) == 1
+    assert sorted(folder.iterdir()) == sorted(keep)
+
+
+@pytest.mark.django_db
+def test_it_removes_temporary_files_a_killed_write_left_at_the_end_of_the_run(demo_ensemble, tmp_path, monkeypatch):
+    make_day(tmp_path, per_day=4)
+    run = services.run_day(dt.date.fromisoformat(DAY))
+    im = Image.objects.exclude(category="unreadable").first()
+    # killed while writing this image's link and thumbnail: temporaries, no thumbnail recorded
+    thumb = settings.THUMBS_DIR / im.thumb_relpath
+    thumb.unlink()
+    Image.objects.filter(pk=im.pk).update(has_thumbnail=False)
+    stale = [
+        (settings.SORTED_DIR / im.sorted_path).with_name(f".{Path(im.sorted_path).name}.0123abcd.tmp"),
+        thumb.with_name(f".{thumb.name}.89abcdef.tmp"),
+    ]
+    for p in stale:
+        p.write_bytes(b"half")
+    monkeypatch.setattr(services, "STALE_TEMP_SECONDS", 0)
+    time.sleep(0.02)
+
+    assert services.finish_run(run.pk).status == Run.DONE
+    assert not any(p.exists() for p in stale)
+    assert thumb.is_file() and Image.objects.get(pk=im.pk).has_thumbnail
+
+    thumb_temp = thumb.with_name(f".{thumb.name}.fedcba98.tmp")
+    thumb_temp.write_bytes(b"half")
+    time.sleep(0.02)
+    services.rebuild_folders(dt.date.fromisoformat(DAY))
+    assert not thumb_temp.exists()

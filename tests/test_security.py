@@ -8,6 +8,7 @@ import re
 import secrets
 import subprocess
 import sys
+from urllib.parse import quote
 
 import pytest
 from axes.models import AccessAttempt
@@ -241,24 +242,49 @@ TRAVERSALS = [
     "/images/%2e%2e/%2e%2e/etc/passwd",
     "/images/..%2f..%2fetc%2fpasswd",
     "/images/%2e%2e%2f%2e%2e%2fetc%2fpasswd/file",
-    "/images/1/file/../../../etc/passwd",
-    "/images/1/../../monitor/settings.py",
+    "/images/{pk}/file/../../../etc/passwd",
+    "/images/{pk}/../../monitor/settings.py",
     "/images//etc/passwd/file",
     "/images/%2fetc%2fpasswd/file",
-    "/images/1%2f..%2f..%2fsecret.jpg/file",
+    "/images/{pk}%2f..%2f..%2fsecret.jpg/file",
     "/images/-1/file",
-    "/images/1.0/file",
-    "/images/1/thumb/..%2f..%2f..%2fsecret.jpg",
+    "/images/{pk}.0/file",
+    "/images/{pk}/thumb/..%2f..%2f..%2fsecret.jpg",
     "/static/../monitor/settings.py",
     "/static/%2e%2e/%2e%2e/monitor/settings.py",
     "/static/..%2f..%2fmonitor%2fsettings.py",
+    # double-encoded: %25 is "%", so one decoding too many would make these ".." and "/"
+    "/images/%252e%252e/%252e%252e/etc/passwd",
+    "/images/%252e%252e%252f%252e%252e%252fetc%252fpasswd/file",
+    "/images/{pk}/file/%252e%252e%252f%252e%252e%252fsecret.jpg",
+    "/images/{pk}/thumb/%252e%252e%252f%252e%252e%252f%252e%252e%252fsecret.jpg",
+    "/static/%252e%252e/%252e%252e/monitor/settings.py",
+    # backslashes, raw and encoded (a separator on Windows, and to some proxies)
+    "/images/..\\..\\etc\\passwd",
+    "/images/{pk}/file/..\\..\\..\\secret.jpg",
+    "/images/..%5c..%5cetc%5cpasswd/file",
+    "/images/{pk}%5c..%5c..%5csecret.jpg/file",
+    "/static/..\\..\\monitor\\settings.py",
+    "/static/..%5c..%5cmonitor%5csettings.py",
+    # characters that Unicode normalisation (NFKC) turns into "." or "/", lookalikes, overlong UTF-8
+    "/images/%EF%BC%8E%EF%BC%8E/%EF%BC%8E%EF%BC%8E/etc/passwd",  # fullwidth full stops
+    "/images/%EF%BC%8E%EF%BC%8E%EF%BC%8F%EF%BC%8E%EF%BC%8E%EF%BC%8Fsecret.jpg/file",  # ... and solidus
+    "/images/%E2%80%A5/%E2%80%A5/etc/passwd",  # two dot leader
+    "/images/{pk}/thumb/%E2%80%A5%E2%88%95%E2%80%A5%E2%88%95secret.jpg",  # division slash
+    "/images/%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd",  # overlong "."
+    "/static/%EF%BC%8E%EF%BC%8E/%EF%BC%8E%EF%BC%8E/monitor/settings.py",
 ]
 
 
 def test_it_answers_404_to_paths_under_the_file_urls(client, personas, settings):
     (settings.DATA_DIR / "secret.jpg").write_bytes(b"SECRET-BYTES")
+    im = scored_file(settings)
     client.force_login(personas["admin"])
-    for url in TRAVERSALS:
+    served = client.get(f"/images/{im.pk}/file")
+    assert served.status_code == 200 and b"".join(served.streaming_content) == solid_png()  # the id itself
+    fullwidth = quote("".join(chr(0xFF10 + int(d)) for d in str(im.pk)))  # NFKC turns these into the id
+    for url in [*TRAVERSALS, f"/images/{fullwidth}/file", f"/images/{fullwidth}/thumb"]:
+        url = url.replace("{pk}", str(im.pk))
         response = client.get(url)
         body = b"".join(response.streaming_content) if response.streaming else response.content
         assert response.status_code == 404, (url, response.status_code)

@@ -13,7 +13,7 @@
     field("total").textContent = run.total;
     field("bar").max = Math.max(run.total, 1);
     field("bar").value = run.processed;
-    if (run.status === "done" || run.status === "failed") window.location.reload();
+    if (!["queued", "running"].includes(run.status)) window.location.reload(); // done, failed, superseded
     else window.setTimeout(poll, 1500);
   }
   window.setTimeout(poll, 1000);
