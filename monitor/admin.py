@@ -38,18 +38,19 @@ class DeviceAdmin(admin.ModelAdmin):
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyAdmin):
     """Registered models: shown, never edited here. A model's name, version, file, sha256 and
-    manifest are what its scores mean; they come from `register_models`, which checks the
-    manifest against the ONNX file; deleting one would change its ensembles' members without an
-    EnsembleEvent."""
+    manifest are what its scores mean; they come from `register_models` or the models page,
+    which check the manifest against the ONNX file; deleting one would change its ensembles'
+    members without an EnsembleEvent."""
 
     list_display = ("name", "version", "sha256", "created_at")
 
 
 @admin.register(Ensemble)
 class EnsembleAdmin(ReadOnlyAdmin):
-    """Ensembles: shown, never edited here. Members come from `register_models`; activation and
-    threshold changes go through the models page (monitor/views/models.py), which records each
-    one as an EnsembleEvent with who and why (deleting one would delete that history)."""
+    """Ensembles: shown, never edited here. Members come from `register_models` or the models
+    page; activation and threshold changes go through the models page (monitor/views/models.py),
+    which records each one as an EnsembleEvent with who and why (deleting one would delete that
+    history)."""
 
     list_display = ("name", "threshold", "rule", "is_active", "created_at")
 

@@ -1,18 +1,32 @@
-"""Registering ONNX models and ensembles from their TOML manifests, measuring their speed, and
-the admin's changes to what production runs (activation, threshold), each kept as an
-EnsembleEvent with who, when and why."""
+"""Registering ONNX models and ensembles from their TOML manifests (the `register_models`
+command, or an upload on the models page), measuring their speed, and the admin's changes to
+what production runs (activation, threshold), each kept as an EnsembleEvent with who, when and
+why."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
+import os
+import re
 import shutil
+import tomllib
+import uuid
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from liveness.manifest import EnsembleManifest, ManifestError, ModelManifest, load_manifest, parse_model_text
+from liveness.manifest import (
+    EnsembleManifest,
+    ManifestError,
+    ModelManifest,
+    load_manifest,
+    parse_model,
+    parse_model_text,
+)
 from liveness.runtime import LivenessModel, file_sha256
 from liveness.speed import measure_latency, measure_throughput
 
@@ -26,10 +40,63 @@ def _dims(shape) -> list:
     return [d if isinstance(d, int) else str(d) for d in shape]
 
 
-def register_model(m: ModelManifest) -> ModelVersion:
-    """Store the ONNX file under MODELS_DIR (by content) and its manifest; idempotent."""
+class FieldError(ValueError):
+    """A problem for the admin with one input of a form: `field` names it (None: the whole)."""
+
+    def __init__(self, field: str | None, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+class UploadError(FieldError, ManifestError):
+    """A problem with one of the uploaded files; `field` is "manifest" or "onnx"."""
+
+
+def open_model(m: ModelManifest) -> LivenessModel:
+    """Load the ONNX file and check the manifest's input and output against it; a file that is
+    no ONNX model (or a broken one) is a ManifestError too, not onnxruntime's own exception."""
     try:
-        live = LivenessModel(m)  # checks the manifest's input and output against the ONNX file
+        return LivenessModel(m)
+    except ManifestError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
+        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise ManifestError(f"model.file: not a readable ONNX model: {reason}") from None
+
+
+def _copy_into_models_dir(src: Path, dst: Path) -> None:
+    """Copy under a temporary name, then rename: a reader never sees half a model file."""
+    part = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.part")
+    try:
+        shutil.copyfile(src, part)
+        os.replace(part, dst)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _atomic_with_files():
+    """A transaction that also undoes the model files it copied into MODELS_DIR (the list it
+    yields) when it fails: nothing half-registered is left behind. A file that a committed
+    registration refers to (the same bytes registered at the same moment) is kept."""
+    copied: list[Path] = []
+    try:
+        with transaction.atomic():
+            yield copied
+    except BaseException:
+        for path in copied:
+            try:
+                if not ModelVersion.objects.filter(file=path.name).exists():
+                    path.unlink(missing_ok=True)
+            except Exception:  # noqa: BLE001 - the database is gone too: keep the file, raise the cause
+                pass
+        raise
+
+
+def _register(m: ModelManifest, copied: list[Path] | None = None) -> tuple[ModelVersion, bool]:
+    """(the model version, whether it is new); the files copied go into `copied`."""
+    try:
+        live = open_model(m)  # checks the manifest's input and output against the ONNX file
     except ManifestError as exc:
         raise ManifestError(f"model {m.name} ({m.file}): {exc}") from None
     sha = file_sha256(m.file)
@@ -40,7 +107,7 @@ def register_model(m: ModelManifest) -> ModelVersion:
                 f"model.version: this ONNX file is registered as {found.label} with another manifest; "
                 "a changed manifest changes the scores: register the file with a new model.version"
             )
-        return found
+        return found, False
     if ModelVersion.objects.filter(name=m.name, version=m.version).exists():
         raise ManifestError(
             f"model.version: {m.name} version {m.version} is already registered with another file; bump the version"
@@ -49,10 +116,12 @@ def register_model(m: ModelManifest) -> ModelVersion:
     settings.MODELS_DIR.mkdir(parents=True, exist_ok=True)
     dst = settings.MODELS_DIR / rel
     if not dst.exists():
-        shutil.copyfile(m.file, dst)
+        _copy_into_models_dir(Path(m.file), dst)
+        if copied is not None:
+            copied.append(dst)
     inputs = {i.name: i.shape for i in live.session.get_inputs()}
     outputs = {o.name: o.shape for o in live.session.get_outputs()}
-    return ModelVersion.objects.create(
+    mv = ModelVersion.objects.create(
         name=m.name,
         version=m.version,
         sha256=sha,
@@ -61,6 +130,109 @@ def register_model(m: ModelManifest) -> ModelVersion:
         input_shape=_dims(inputs[live.input_name]),
         output_shape=_dims(outputs[live.output_name]),
     )
+    return mv, True
+
+
+def register_model(m: ModelManifest, copied: list[Path] | None = None) -> ModelVersion:
+    """Store the ONNX file under MODELS_DIR (by content) and its manifest; idempotent."""
+    return _register(m, copied)[0]
+
+
+def register_upload(manifest_text: str, onnx_path: str | Path, *, onnx_name: str = "") -> tuple[ModelVersion, bool]:
+    """Register a model from the text of its manifest and its ONNX file as uploaded on the
+    models page (`onnx_path`: where the upload was saved, e.g. a temporary file; `onnx_name`:
+    the name it was uploaded under, which must be the manifest's `model.file`).
+
+    The same checks as `register_models`: the manifest's keys and values, then the manifest
+    against the file's real input and output shapes, then name and version. Returns (the model
+    version, whether it is new: the same file with the same manifest is registered once).
+    Raises UploadError naming the upload at fault; nothing is stored then."""
+    onnx_path = Path(onnx_path)
+    onnx_name = onnx_name or onnx_path.name
+    try:
+        doc = tomllib.loads(manifest_text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UploadError("manifest", f"not valid TOML: {exc}") from None
+    if "ensemble" in doc:
+        raise UploadError(
+            "manifest",
+            "[ensemble]: this is an ensemble manifest; upload each model's manifest with its ONNX file, "
+            "then make the ensemble from the registered models",
+        )
+    try:
+        m = parse_model(doc, onnx_path.parent, manifest_text)
+    except ManifestError as exc:
+        raise UploadError("manifest", str(exc)) from None
+    named = Path(m.file).name
+    if named != Path(onnx_name).name:
+        raise UploadError(
+            "onnx",
+            f"model.file: the manifest names {named}, the uploaded file is {Path(onnx_name).name}: "
+            "upload the file the manifest describes (or correct model.file)",
+        )
+    m = dataclasses.replace(m, file=onnx_path)
+    try:
+        open_model(m)
+    except ManifestError as exc:
+        raise UploadError("onnx", str(exc).replace(str(onnx_path), onnx_name)) from None
+    try:
+        with _atomic_with_files() as copied:
+            return _register(m, copied)
+    except ManifestError as exc:  # name and version taken, or the same file with another manifest
+        raise UploadError("manifest", str(exc)) from None
+    except IntegrityError:  # registered by someone else at the same moment
+        raise UploadError(
+            "manifest", f"model.version: {m.name} version {m.version} was registered at the same moment; reload"
+        ) from None
+
+
+ENSEMBLE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def register_ensemble(
+    name: str, members, threshold: float, *, user=None, note: str = "", rule: str = "mean"
+) -> Ensemble:
+    """A new ensemble of registered model versions (not active: activating is a change of
+    production of its own), with a "registered" event saying who made it, when and why.
+    Raises FieldError (a ValueError) naming the input at fault: a name taken or malformed, no members,
+    two members of the same model name (scores are stored by model name), a threshold outside
+    [0, 1], a note too long."""
+    name = (name or "").strip()
+    note = (note or "").strip()
+    members = list(members)
+    if not ENSEMBLE_NAME.match(name):
+        raise FieldError("name", f"use letters, digits, '_', '-', '.' for the name, got {name!r}")
+    if not members:
+        raise FieldError("members", "pick at least one model version")
+    names = [mv.name for mv in members]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise FieldError("members", f"two versions of {', '.join(twice)}: an ensemble has one version of each model")
+    try:
+        threshold = float(threshold)
+    except (TypeError, ValueError):
+        raise FieldError("threshold", f"the threshold must be a number in [0, 1], got {threshold!r}") from None
+    if not (math.isfinite(threshold) and 0 <= threshold <= 1):
+        raise FieldError("threshold", f"the threshold must be in [0, 1], got {threshold}")
+    if len(note) > NOTE_MAX:
+        raise FieldError("note", f"the note is too long: at most {NOTE_MAX} characters")
+    if Ensemble.objects.filter(name=name).exists():
+        raise FieldError("name", f"an ensemble named {name} already exists")
+    labels = ", ".join(mv.label for mv in sorted(members, key=lambda mv: mv.name))
+    try:
+        with transaction.atomic():
+            ens = Ensemble.objects.create(name=name, threshold=threshold, rule=rule)
+            ens.members.set(members)
+            EnsembleEvent.objects.create(
+                ensemble=ens,
+                kind=EnsembleEvent.REGISTERED,
+                new_threshold=threshold,
+                note=(note or f"made on the models page: {labels}")[:NOTE_MAX],
+                user=user,
+            )
+    except IntegrityError:  # the same name made at the same moment
+        raise FieldError("name", f"an ensemble named {name} already exists") from None
+    return ens
 
 
 def model_manifest(mv: ModelVersion) -> ModelManifest:
@@ -79,7 +251,6 @@ def measure_model(mv: ModelVersion) -> ModelVersion:
     return mv
 
 
-@transaction.atomic
 def register_manifest(
     path: str | Path, *, activate: bool = False, threshold: float | None = None, user=None, note: str = ""
 ) -> Ensemble | ModelVersion:
@@ -87,18 +258,24 @@ def register_manifest(
     of the same name becomes active) or an ensemble manifest (returns the Ensemble).
 
     A new ensemble gets a "registered" event; a changed threshold of an existing one a
-    "threshold" event; an activation an "activated" event (`note` on each, or a default)."""
+    "threshold" event; an activation an "activated" event (`note` on each, or a default).
+    All or nothing: when a member fails, the members before it are not left registered."""
+    with _atomic_with_files() as copied:
+        return _register_manifest(path, copied, activate=activate, threshold=threshold, user=user, note=note)
+
+
+def _register_manifest(path, copied, *, activate, threshold, user, note) -> Ensemble | ModelVersion:
     manifest = load_manifest(path)
     if threshold is not None and not 0 <= threshold <= 1:
         raise ManifestError(f"threshold: must be in [0, 1], got {threshold}")
     if isinstance(manifest, ModelManifest):
-        mv = register_model(manifest)
+        mv = register_model(manifest, copied)
         if not activate and threshold is None:
             return mv
         name, members, default_threshold = manifest.name, [mv], 0.5
     else:
         assert isinstance(manifest, EnsembleManifest)
-        members = [register_model(m) for m in manifest.models]
+        members = [register_model(m, copied) for m in manifest.models]
         name, default_threshold = manifest.name, manifest.threshold
     ens, created = Ensemble.objects.get_or_create(
         name=name, defaults={"threshold": threshold if threshold is not None else default_threshold}

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from . import alerts, daily, purge, services, shadow
+from . import alerts, daily, purge, registry, services, shadow
 
 log = logging.getLogger(__name__)
 
@@ -120,3 +120,14 @@ def purge_expired_images() -> dict:
         return {}
     result = purge.purge_images(settings.KOALA_RETENTION_DAYS)
     return {"cutoff": result.cutoff.isoformat(), "images": result.images, "errors": len(result.errors)}
+
+
+# --- the model registry (monitor/registry.py) ------------------------------------------------------
+
+
+@shared_task
+def measure_model(model_version_id: int) -> dict:
+    """Measure a newly uploaded model's speed (a few seconds; longer for a big model) on the
+    machine that scores: a worker, or in-process without a broker."""
+    mv = registry.measure_model(registry.ModelVersion.objects.get(pk=model_version_id))
+    return {"latency_ms": mv.latency_ms, "throughput": mv.throughput, "best_batch": mv.best_batch}

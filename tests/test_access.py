@@ -117,8 +117,10 @@ POST_ONLY = {
     "review:undo",
     "review:clear-skips",
     "model-measure",
+    "model-register",
     "ensemble-activate",
     "ensemble-threshold",
+    "ensemble-register",
 }
 FILES = {"image-file", "thumb"}  # tested with real files in test_gallery.py
 # who may open what beyond "every role sees it"
@@ -127,7 +129,8 @@ ROLES_OF = {
     "labelling:": {"admin"},
     "admin:": {"admin"},  # the Django admin
     "model-measure": {"admin"},
-    "ensemble-": {"admin"},
+    "model-register": {"admin"},
+    "ensemble-": {"admin"},  # activate, threshold, register
     "access-log": {"admin"},
     "run-start": {"admin"},
     "alert-ack": {"reviewer", "admin"},

@@ -1,24 +1,34 @@
 """The model registry (SPEC sections 6 and 7): ensembles with their members, threshold and
 change history; model versions with their files, shapes, preprocessing and speed on this
-machine. Admins activate an ensemble, change its threshold (with a note saying why) and measure
-a model's speed; every change is an EnsembleEvent, shown here and as a marker on the trends."""
+machine. Admins register a model version (its manifest and ONNX file uploaded, checked as by
+`register_models`), make an ensemble of registered versions, activate an ensemble, change its
+threshold (with a note saying why) and measure a model's speed; every change of an ensemble is
+an EnsembleEvent, shown here and as a marker on the trends."""
 
 from __future__ import annotations
 
+import logging
+import tempfile
 import tomllib
+from pathlib import Path
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from .. import registry
+from .. import registry, tasks
 from ..access import RUN, VIEW, require
 from ..models import Ensemble, EnsembleEvent, ModelVersion
 
+log = logging.getLogger(__name__)
+
 NOTE_MAX = registry.NOTE_MAX
 RANGE_ERROR = "the threshold must be in [0, 1]"
+MAX_MANIFEST_BYTES = 64 * 1024
+MAX_ONNX_BYTES = 1024 * 1024 * 1024  # protobuf files stop at 2 GB; models with external data are not supported
 
 
 class ActivateForm(forms.Form):
@@ -40,6 +50,59 @@ class ThresholdForm(forms.Form):
         label="Note",
         widget=forms.TextInput(attrs={"placeholder": "why (required)"}),
         error_messages={"required": "a note is required: say why the threshold changes"},
+    )
+
+
+class ModelUploadForm(forms.Form):
+    manifest = forms.FileField(
+        label="Manifest (TOML)",
+        widget=forms.FileInput(attrs={"accept": ".toml"}),
+        help_text="a [model] manifest; its model.file names the ONNX file below",
+    )
+    onnx = forms.FileField(label="ONNX file", widget=forms.FileInput(attrs={"accept": ".onnx"}))
+    measure = forms.BooleanField(required=False, initial=True, label="measure its speed now")
+
+    def clean_manifest(self):
+        upload = self.cleaned_data["manifest"]
+        if upload.size > MAX_MANIFEST_BYTES:
+            raise forms.ValidationError(
+                f"a manifest is at most {MAX_MANIFEST_BYTES // 1024} KB; is this the ONNX file?"
+            )
+        try:
+            return upload.read().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise forms.ValidationError("not a text file: a manifest is TOML in UTF-8") from None
+
+    def clean_onnx(self):
+        upload = self.cleaned_data["onnx"]
+        if upload.size > MAX_ONNX_BYTES:
+            raise forms.ValidationError(f"the file is larger than {MAX_ONNX_BYTES // 1024**3} GB")
+        return upload
+
+
+class MemberChoice(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj):
+        return f"{obj.name} v{obj.version} ({obj.sha256[:12]})"
+
+
+class EnsembleForm(forms.Form):
+    name = forms.CharField(max_length=Ensemble._meta.get_field("name").max_length, label="Name")
+    members = MemberChoice(
+        queryset=ModelVersion.objects.order_by("name", "-created_at"),
+        widget=forms.CheckboxSelectMultiple,
+        label="Members",
+        error_messages={"required": "pick at least one model version"},
+    )
+    threshold = forms.FloatField(
+        min_value=0,
+        max_value=1,
+        initial=0.5,
+        label="Threshold",
+        widget=forms.NumberInput(attrs={"step": "any", "min": "0", "max": "1"}),
+        error_messages={"min_value": RANGE_ERROR, "max_value": RANGE_ERROR, "invalid": "enter a number in [0, 1]"},
+    )
+    note = forms.CharField(
+        required=False, max_length=NOTE_MAX, label="Note", widget=forms.TextInput(attrs={"placeholder": "why"})
     )
 
 
@@ -96,10 +159,15 @@ def _ensembles(bound: dict | None = None) -> list[Ensemble]:
 
 
 def _list_page(request, bound: dict | None = None, status: int = 200):
+    """The page; `bound` holds the form that failed, with its input and errors (for the
+    ensemble rows: {"pk", "activate" or "threshold": form}; or "model_form", "ensemble_form")."""
+    bound = bound or {}
     ctx = {
         "ensembles": _ensembles(bound),
         "model_versions": [_with_details(mv) for mv in ModelVersion.objects.prefetch_related("ensembles")],
         "can_manage": request.user.has_perm(RUN),
+        "model_form": bound.get("model_form") or ModelUploadForm(),
+        "ensemble_form": bound.get("ensemble_form") or EnsembleForm(),
     }
     return render(request, "monitor/models.html", ctx, status=status)
 
@@ -170,3 +238,80 @@ def measure(request, pk):
     if request.POST.get("back") == "model":
         return redirect("model", pk=mv.pk)
     return redirect("models")
+
+
+def _save_upload(upload, folder: Path) -> Path:
+    path = folder / "upload.onnx"
+    with open(path, "wb") as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+    return path
+
+
+def _measure_new(request, mv: ModelVersion) -> None:
+    """Measure the new model's speed as a job (in-process without a broker, else on a worker);
+    registered all the same when that fails: the Measure speed button retries."""
+    try:
+        tasks.measure_model.delay(mv.pk)
+    except Exception as exc:  # noqa: BLE001 - the model is registered; say why it has no speed yet
+        messages.error(request, f"{mv.label} is registered, but its speed was not measured: {exc}")
+        return
+    mv.refresh_from_db()
+    if mv.measured_at is None:
+        messages.info(request, f"The speed of {mv.label} is being measured by a worker; reload in a minute.")
+    else:
+        messages.success(
+            request,
+            f"{mv.label}: {mv.latency_ms:.2f} ms/image (batch 1, one core), "
+            f"{mv.throughput:.0f} images/s at batch {mv.best_batch} (all cores).",
+        )
+
+
+@require_POST
+@require(RUN)
+def register_model(request):
+    """Register a model version from its uploaded manifest and ONNX file. The file is checked in
+    a temporary folder (removed afterwards, whatever happens) and stored by content only when
+    every check passed; a problem is shown next to the upload at fault."""
+    form = ModelUploadForm(request.POST, request.FILES)
+    if form.is_valid():
+        upload = form.cleaned_data["onnx"]
+        try:
+            with tempfile.TemporaryDirectory(prefix="koala-upload-", dir=settings.FILE_UPLOAD_TEMP_DIR) as tmp:
+                path = _save_upload(upload, Path(tmp))
+                mv, created = registry.register_upload(form.cleaned_data["manifest"], path, onnx_name=upload.name)
+        except registry.UploadError as exc:
+            form.add_error(exc.field, str(exc))
+        else:
+            if not created:
+                messages.info(request, f"{mv.label} was registered already, with this file and manifest.")
+                return redirect("models")
+            log.info("model %s registered by %s from %s", mv.label, request.user.get_username(), upload.name)
+            messages.success(request, f"Model {mv.name} v{mv.version} registered (sha256 {mv.sha256}).")
+            if form.cleaned_data["measure"]:
+                _measure_new(request, mv)
+            return redirect("models")
+    return _list_page(request, {"model_form": form}, status=400)
+
+
+@require_POST
+@require(RUN)
+def register_ensemble(request):
+    """Make a (not active) ensemble of registered model versions; recorded as a "registered"
+    event with who, when and the note."""
+    form = EnsembleForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            ens = registry.register_ensemble(
+                data["name"], data["members"], data["threshold"], user=request.user, note=data["note"]
+            )
+        except registry.FieldError as exc:
+            form.add_error(exc.field, str(exc))
+        else:
+            messages.success(
+                request,
+                f"Ensemble {ens.name} registered with threshold {ens.threshold:g}; activate it to score with it.",
+            )
+            return redirect("models")
+    return _list_page(request, {"ensemble_form": form}, status=400)
