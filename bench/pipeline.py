@@ -54,6 +54,8 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import ROOT, close_django_connections, run_and_write
+from liveness.pipeline import THUMB_SIDE, thumbnail
+from liveness.quality import BLUR_SIDE  # the face region is resized to this for the blur measure
 
 warnings.filterwarnings("ignore", message="No directory at")
 
@@ -62,8 +64,6 @@ PG_DEFAULT = "postgres://postgres@127.0.0.1:5432/"
 PG_DBNAME = "koala_bench_pipeline"
 TARGET_RATIO = 0.85  # end to end / combined ceiling (issue 7)
 FLAT_GROWTH = 0.10  # worker RSS may grow at most 10 % from 20 % of the batches to the end
-THUMB_SIDE = 256  # liveness.pipeline.THUMB_SIDE
-BLUR_SIDE = 96  # liveness.quality.BLUR_SIDE: the face region is resized to this for the blur measure
 
 DAY_E2E = dt.date(2026, 11, 10)  # the big day, scored by the worker pool
 DAY_INPROC = dt.date(2026, 11, 11)  # copies, scored in-process with onnxruntime's default threads
@@ -825,7 +825,7 @@ def inprocess(day: dt.date, threads: int, timer: StageTimer | None = None) -> di
         (LivenessModel, "to_tensor", "to_tensor"),
         (LivenessModel, "_run", "onnx"),
         (PILImage.Image, "copy", "copy"),
-        (PILImage.Image, "thumbnail", "thumbnail"),
+        (lp, "thumbnail", "thumbnail"),
         (PILImage.Image, "save", "jpeg_save"),
     ]
     real_hashlib = services.hashlib
@@ -909,11 +909,10 @@ def whatif(args, files: list[dict]) -> dict:
         r = draft.reduction
         reductions[f"{size} 1/{r}"] += 1
         for mode, img, sc in (("full", full.image, 1), ("draft", draft.image, r)):
-            with timed(size, f"thumbnail from {mode} (copy+resize)"):
-                th = img.copy()
-                th.thumbnail((THUMB_SIDE, THUMB_SIDE), PILImage.Resampling.BILINEAR)
+            with timed(size, f"thumbnail from {mode} (box reduction, as Pipeline)"):
+                th = thumbnail(img, THUMB_SIDE)
             if mode == "full":
-                with timed(size, "thumbnail from full, resize() no copy"):
+                with timed(size, "thumbnail from full, bilinear resize (before)"):
                     f_ = THUMB_SIDE / max(img.size)
                     img.resize(
                         (round(img.width * f_), round(img.height * f_)), PILImage.Resampling.BILINEAR, reducing_gap=2.0

@@ -37,6 +37,14 @@ class ModelVersion(models.Model):
     best_batch = models.PositiveIntegerField(null=True, blank=True)
     measured_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    registered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="who uploaded it on the models page (empty: registered with the command)",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["name", "version"], name="model_name_version_unique")]

@@ -93,8 +93,9 @@ def _atomic_with_files():
         raise
 
 
-def _register(m: ModelManifest, copied: list[Path] | None = None) -> tuple[ModelVersion, bool]:
-    """(the model version, whether it is new); the files copied go into `copied`."""
+def _register(m: ModelManifest, copied: list[Path] | None = None, user=None) -> tuple[ModelVersion, bool]:
+    """(the model version, whether it is new); the files copied go into `copied`; `user`: who
+    registered it (None: the command)."""
     try:
         live = open_model(m)  # checks the manifest's input and output against the ONNX file
     except ManifestError as exc:
@@ -129,6 +130,7 @@ def _register(m: ModelManifest, copied: list[Path] | None = None) -> tuple[Model
         manifest=m.text,
         input_shape=_dims(inputs[live.input_name]),
         output_shape=_dims(outputs[live.output_name]),
+        registered_by=user,
     )
     return mv, True
 
@@ -138,7 +140,9 @@ def register_model(m: ModelManifest, copied: list[Path] | None = None) -> ModelV
     return _register(m, copied)[0]
 
 
-def register_upload(manifest_text: str, onnx_path: str | Path, *, onnx_name: str = "") -> tuple[ModelVersion, bool]:
+def register_upload(
+    manifest_text: str, onnx_path: str | Path, *, onnx_name: str = "", user=None
+) -> tuple[ModelVersion, bool]:
     """Register a model from the text of its manifest and its ONNX file as uploaded on the
     models page (`onnx_path`: where the upload was saved, e.g. a temporary file; `onnx_name`:
     the name it was uploaded under, which must be the manifest's `model.file`).
@@ -177,7 +181,7 @@ def register_upload(manifest_text: str, onnx_path: str | Path, *, onnx_name: str
         raise UploadError("onnx", str(exc).replace(str(onnx_path), onnx_name)) from None
     try:
         with _atomic_with_files() as copied:
-            return _register(m, copied)
+            return _register(m, copied, user)
     except ManifestError as exc:  # name and version taken, or the same file with another manifest
         raise UploadError("manifest", str(exc)) from None
     except IntegrityError:  # registered by someone else at the same moment

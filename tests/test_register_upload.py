@@ -82,7 +82,7 @@ def test_it_registers_an_uploaded_model_that_then_shows_on_the_page_with_its_sha
 
     assert response.status_code == 302 and response["Location"] == reverse("models")
     mv = ModelVersion.objects.get()
-    assert (mv.name, mv.version, mv.sha256) == ("tiny", "1", sha)
+    assert (mv.name, mv.version, mv.sha256, mv.registered_by) == ("tiny", "1", sha, personas["admin"])
     assert mv.manifest == tiny.read_text()
     assert mv.input_shape == ["N", 3, 16, 16] and mv.output_shape == ["N", 3]
     stored = settings.MODELS_DIR / mv.file
@@ -98,7 +98,8 @@ def test_it_registers_an_uploaded_model_that_then_shows_on_the_page_with_its_sha
     # the viewer sees it too, and its manifest on its own page
     viewer = Client()
     viewer.force_login(personas["viewer"])
-    assert sha in viewer.get(reverse("model", args=[mv.pk])).content.decode()
+    page = viewer.get(reverse("model", args=[mv.pk])).content.decode()
+    assert sha in page and f"by {personas['admin'].get_username()} on the models page" in page
 
 
 def test_it_scores_with_an_uploaded_model_like_with_a_registered_one(admin, tiny):

@@ -279,7 +279,9 @@ def register_model(request):
         try:
             with tempfile.TemporaryDirectory(prefix="koala-upload-", dir=settings.FILE_UPLOAD_TEMP_DIR) as tmp:
                 path = _save_upload(upload, Path(tmp))
-                mv, created = registry.register_upload(form.cleaned_data["manifest"], path, onnx_name=upload.name)
+                mv, created = registry.register_upload(
+                    form.cleaned_data["manifest"], path, onnx_name=upload.name, user=request.user
+                )
         except registry.UploadError as exc:
             form.add_error(exc.field, str(exc))
         else:
