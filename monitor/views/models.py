@@ -37,14 +37,20 @@ class ActivateForm(forms.Form):
     )
 
 
-class ThresholdForm(forms.Form):
-    threshold = forms.FloatField(
+def threshold_field(label: str, **kwargs) -> forms.FloatField:
+    """A threshold in [0, 1], with the same messages wherever one is entered."""
+    return forms.FloatField(
         min_value=0,
         max_value=1,
-        label="New threshold",
+        label=label,
         widget=forms.NumberInput(attrs={"step": "any", "min": "0", "max": "1"}),
         error_messages={"min_value": RANGE_ERROR, "max_value": RANGE_ERROR, "invalid": "enter a number in [0, 1]"},
+        **kwargs,
     )
+
+
+class ThresholdForm(forms.Form):
+    threshold = threshold_field("New threshold")
     note = forms.CharField(
         max_length=NOTE_MAX,
         label="Note",
@@ -93,14 +99,7 @@ class EnsembleForm(forms.Form):
         label="Members",
         error_messages={"required": "pick at least one model version"},
     )
-    threshold = forms.FloatField(
-        min_value=0,
-        max_value=1,
-        initial=0.5,
-        label="Threshold",
-        widget=forms.NumberInput(attrs={"step": "any", "min": "0", "max": "1"}),
-        error_messages={"min_value": RANGE_ERROR, "max_value": RANGE_ERROR, "invalid": "enter a number in [0, 1]"},
-    )
+    threshold = threshold_field("Threshold", initial=0.5)
     note = forms.CharField(
         required=False, max_length=NOTE_MAX, label="Note", widget=forms.TextInput(attrs={"placeholder": "why"})
     )
