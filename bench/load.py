@@ -4,8 +4,9 @@
 
 Production-like: gunicorn (`monitor.wsgi`, 2 x cores + 1 sync workers), DEBUG off, a random
 SECRET_KEY, ALLOWED_HOSTS=127.0.0.1, collected static files served by whitenoise (manifest
-storage), CSP and django-axes on. Its own temporary data root and database, filled with the
-gallery benchmark's rows (`bench.gallery.fill`: N images, a tenth of them on the gallery's day),
+storage), CSP and django-axes on, CONN_MAX_AGE=60 as in docker-compose's web service (unless the
+environment sets it). Its own temporary data root and database, filled with the gallery
+benchmark's rows (`bench.gallery.fill`: N images, a tenth of them on the gallery's day),
 then the daily figures (DailyMetric) of every day, so the overview has its charts. A viewer logs
 in through the login form (a real POST with the CSRF token, over HTTP to gunicorn) and wrk sends
 its session cookie. Each page gets `--duration` seconds of `--connections` connections. Target:
@@ -115,6 +116,7 @@ def prepare(args, tmp: Path) -> dict:
         STATIC_ROOT=str(tmp / "static"),
         KOALA_ACCESS_LOG="1",
     )
+    os.environ.setdefault("CONN_MAX_AGE", "60")  # as docker-compose's web service (CONN_MAX_AGE=0 to compare)
     import django
 
     django.setup()
@@ -406,6 +408,7 @@ def run_load(args) -> dict:
                 "database": args.database,
                 "wrk": wrk_version,
                 "gunicorn_workers": args.workers,
+                "conn_max_age": os.environ.get("CONN_MAX_AGE"),
                 "commit": _git_commit(),
                 "when": dt.datetime.now().isoformat(timespec="seconds"),
             },
@@ -451,7 +454,8 @@ def report(result: dict) -> None:
     m, a = result["machine"], result["args"]
     print(
         f"\nLoad test: wrk {a['connections']} connections x {a['duration']} s per page, gunicorn "
-        f"{m['gunicorn_workers']} workers, {m['database']}, {result['fill']['images']:,} images "
+        f"{m['gunicorn_workers']} workers, CONN_MAX_AGE={m.get('conn_max_age')}, {m['database']}, "
+        f"{result['fill']['images']:,} images "
         f"({result['fill']['big_day_images']:,} in the day), {m['cores']} cores, commit {m['commit']}"
     )
     head = (

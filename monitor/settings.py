@@ -238,7 +238,11 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'koala.sqlite3'}"), conn_max_age=env_int("CONN_MAX_AGE", 0)
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'koala.sqlite3'}"),
+        # seconds a connection is reused (0: one per request); docker-compose's web service uses 60.
+        # A reused connection is checked first, so a restarted PostgreSQL costs no failed request.
+        conn_max_age=env_int("CONN_MAX_AGE", 0),
+        conn_health_checks=env_bool("CONN_HEALTH_CHECKS", True),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -249,6 +253,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
     }
+
+# Django's cache holds the overview's computed figures (monitor/views/overview.py), keyed by a
+# fingerprint of the rows they come from, so a recomputed day shows at once. Default: each process
+# its own (LocMemCache); CACHE_URL=redis://host:6379/1 shares one cache between the web workers.
+CACHE_URL = env_str("CACHE_URL")
+if CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+elif CACHE_URL in ("", "locmem://"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "koala"}}
+else:
+    raise ImproperlyConfigured(f"CACHE_URL: expected redis://, rediss://, unix:// or locmem://, got {CACHE_URL!r}")
+# how long one computed set of figures may be reused at most (a safety net: the fingerprint already
+# changes with every recomputed day and ensemble event); 0 = compute on every request
+KOALA_OVERVIEW_CACHE_SECONDS = env_int("KOALA_OVERVIEW_CACHE_SECONDS", 600)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [

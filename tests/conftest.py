@@ -34,6 +34,17 @@ def data_root(tmp_path, settings):
 
 
 @pytest.fixture(autouse=True)
+def empty_cache():
+    """Django's cache (the overview's figures) starts empty in every test: the database is rolled
+    back between tests, so ids and counts repeat."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def eager_celery():
     """Tests run jobs in-process unless they start a real worker (tests/test_celery_worker.py)."""
     old = celery_app.conf.task_always_eager

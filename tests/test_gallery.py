@@ -180,3 +180,92 @@ def test_it_refuses_a_cursor_that_does_not_fit_the_sort(viewer_client, query):
     f.image(score=0.5)
     html = viewer_client.get(reverse("gallery", args=[DAY]) + "?" + query).content.decode()
     assert "cursor" in html and 'class="errors"' in html
+
+
+# --- the thumbnails, rendered cheaply (monitor/views/gallery.py: `thumbs_html`, THUMB_FIELDS) ------------
+
+# the thumbnail list as the template rendered it from whole Image rows, before `thumbs_html`
+TEMPLATE_BEFORE = """<ul class="thumbs">
+  {% for im in images %}
+  <li class="thumb cat-{{ im.category }}">
+    <a href="{% url 'image' im.pk %}?{{ filter_query }}" title="{{ im.path }}">
+      {% if im.has_thumbnail %}<img src="{% url 'thumb' im.pk %}" alt="{{ im.device.name }} {{ im.category }}" \
+loading="lazy" width="160" height="160">
+      {% elif im.purged_at %}<span class="nothumb purged" title="image purged on {{ im.purged_at|date:'Y-m-d' }}">\
+purged</span>
+      {% else %}<span class="nothumb">{{ im.category }}</span>{% endif %}
+    </a>
+    <span class="meta">
+      {% if im.score is not None %}<span class="score">{{ im.score|floatformat:3 }}</span>{% endif %}
+      {% if im.label %}<span class="label label-{{ im.label }}">{{ im.label }}{% if im.attack_type %}: \
+{{ im.attack_type }}{% endif %}</span>{% endif %}
+      <span class="device">{{ im.device.name }}</span>
+    </span>
+  </li>
+  {% endfor %}
+</ul>"""
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("query", "n"),
+    [("", 5), ("?sort=-time&label=attack", 2), ("?category=no_face", 1), ("?sort=-score&min_score=0.2", 2)],
+)
+def test_it_shows_the_thumbnails_as_the_template_did_from_whole_rows(viewer_client, query, n):
+    from django.template import engines
+    from django.utils import timezone
+
+    f.image(score=0.1235, has_thumbnail=True)  # floatformat rounds half up: 0.124
+    f.image(score=0.0005, device_name="gate <north> & co", label="attack", attack_type="print & co")
+    f.image(score=1.0, label="genuine", purged_at=timezone.now())
+    f.image(score=None, path='2026-11-20/x/"odd" name.jpg', has_thumbnail=True)
+    f.image(score=0.49999, label="attack", attack_type="")
+
+    html = viewer_client.get(reverse("gallery", args=[DAY]) + query).content.decode()
+
+    shown = re.search(r'<ul class="thumbs">.*?</ul>', html, re.S)
+    assert shown, "no thumbnails on the page"
+    ids = ids_on(shown.group(0))
+    images = sorted(Image.objects.filter(pk__in=ids).select_related("device"), key=lambda im: ids.index(im.pk))
+    filter_query = re.search(r'<a href="/images/\d+/\?([^"]*)"', html).group(1).replace("&amp;", "&")
+    before = engines["django"].from_string(TEMPLATE_BEFORE).render({"images": images, "filter_query": filter_query})
+    assert shown.group(0) == before
+    assert len(images) == n
+
+
+@pytest.mark.django_db
+def test_it_reads_only_the_thumbnail_columns_in_a_fixed_number_of_queries(viewer_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    f.image(score=0.3, sidecar={"face": {"x": 1}}, scores={"m1": 0.3, "m2": 0.3})
+    with CaptureQueriesContext(connection) as few:
+        viewer_client.get(reverse("gallery", args=[DAY]))
+    few_sql = [q["sql"] for q in few.captured_queries]
+    for i in range(70):
+        f.image(score=i / 70, device_name=f"kiosk-{i % 5}", label="attack" if i % 3 else "", has_thumbnail=True)
+    with CaptureQueriesContext(connection) as many:
+        viewer_client.get(reverse("gallery", args=[DAY]))
+    many_sql = [q["sql"] for q in many.captured_queries]
+
+    assert len(many_sql) <= len(few_sql)  # no query per thumbnail (with few, the unscored tail is read too)
+    page = [sql for sql in many_sql if "LIMIT" in sql and '"monitor_image"."path"' in sql]
+    assert page, "no page query"
+    assert all('"sidecar"' not in sql and '"scores"' not in sql and '"crop_rects"' not in sql for sql in page)
+
+
+def test_url_maker_builds_what_reverse_builds_also_under_a_script_prefix():
+    from django.urls import get_script_prefix, set_script_prefix
+
+    from monitor.views.gallery import url_maker
+
+    old = get_script_prefix()
+    try:
+        for prefix in ("/", "/koala/"):
+            set_script_prefix(prefix)
+            image, thumb = url_maker("image"), url_maker("thumb")
+            for pk in (1, 7, 90, 9081726354, 123456789012):
+                assert image(pk) == reverse("image", args=[pk])
+                assert thumb(pk) == reverse("thumb", args=[pk])
+    finally:
+        set_script_prefix(old)

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from monitor import daily
-from monitor.models import DailyMetric, Run
+from monitor.models import DailyMetric, Ensemble, Image, Run
 from tests import factories as f
 
 DAY = dt.date(2026, 11, 20)
@@ -257,3 +257,158 @@ def test_it_keeps_the_number_of_queries_fixed_whatever_the_data(client_in):
 
     assert len(trend(response)["days"]) == 365
     assert len(many.captured_queries) == len(few.captured_queries)
+
+
+# --- the cached figures (monitor/views/overview.py: `cached_figures`, `data_version`) -----------------
+
+
+NOON = timezone.make_aware(dt.datetime.combine(DAY, dt.time(12)))  # an event on DAY, in the range
+
+
+def without_tokens(html: str) -> str:
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
+
+
+def counting_figures(monkeypatch) -> list:
+    """Count the computations of the figures (a cache miss each)."""
+    from monitor.views import overview
+
+    calls = []
+    real = overview.figures
+
+    def spy(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(overview, "figures", spy)
+    return calls
+
+
+@pytest.mark.django_db
+def test_it_reuses_the_figures_while_nothing_changed_and_shows_the_same_page(client_in, monkeypatch, settings):
+    for i in range(40):
+        f.image(day=DAY, score=0.2 if i < 4 else 0.9, label="genuine")
+    daily.compute_day(DAY)
+    f.ensemble().events.create(kind="threshold", old_threshold=0.4, new_threshold=0.5, note="tuned", created_at=NOON)
+    calls = counting_figures(monkeypatch)
+
+    with CaptureQueriesContext(connection) as first:
+        html = client_in.get(reverse("home")).content.decode()
+    first_queries = len(first.captured_queries)  # read now: the next request empties the log
+    with CaptureQueriesContext(connection) as again:
+        cached = client_in.get(reverse("home")).content.decode()
+    again_queries = len(again.captured_queries)
+    settings.KOALA_OVERVIEW_CACHE_SECONDS = 0  # no cache: computed on every view
+    uncached = client_in.get(reverse("home")).content.decode()
+
+    assert len(calls) == 2  # the first view and the uncached one
+    assert again_queries == first_queries - 3  # not the last day, the rows nor the events
+    assert without_tokens(cached) == without_tokens(html) == without_tokens(uncached)
+    assert "4 / 40" in card(cached, "FPR") and "threshold 0.4 → 0.5: tuned" in cached
+
+
+@pytest.mark.django_db
+def test_it_shows_new_figures_right_after_a_day_is_recomputed(client_in, monkeypatch):
+    """Recomputing a day (the end of a run, in a worker process) never touches this process's cache:
+    the figures' fingerprint in the database changes, so the next view computes them again."""
+    images = [f.image(day=DAY, score=0.2 if i < 4 else 0.9, label="genuine") for i in range(40)]
+    daily.compute_day(DAY)
+    calls = counting_figures(monkeypatch)
+    assert "4 / 40" in card(client_in.get(reverse("home")).content.decode(), "FPR")
+    client_in.get(reverse("home"))
+    assert len(calls) == 1
+
+    Image.objects.filter(pk=images[10].pk).update(score=0.1, category="attack", decision="attack")
+    daily.compute_day(DAY)  # the same number of rows, other figures
+    html = client_in.get(reverse("home")).content.decode()
+
+    assert len(calls) == 2
+    assert "5 / 40" in card(html, "FPR")
+    assert trend(client_in.get(reverse("home")))["rates"]["fpr"]["k"][-1] == 5
+
+
+@pytest.mark.django_db
+def test_it_shows_a_new_day_right_after_its_run_finished(client_in):
+    metric(DAY - dt.timedelta(days=1), genuine=40, fp=4)
+    assert trend(client_in.get(reverse("home")))["days"][-1] == (DAY - dt.timedelta(days=1)).isoformat()
+
+    for _ in range(3):
+        f.image(day=DAY, score=0.9)
+    daily.compute_day(DAY)
+    html = client_in.get(reverse("home")).content.decode()
+
+    assert trend(client_in.get(reverse("home")))["days"][-1] == DAY.isoformat()
+    assert f'{reverse("gallery", args=[DAY])}">2026-11-20</a>' in html
+
+
+@pytest.mark.django_db
+def test_it_shows_new_figures_right_after_labels_change(client_in, django_capture_on_commit_callbacks, personas):
+    from monitor import labels
+
+    images = [f.image(day=DAY, score=0.2 if i < 4 else 0.9, label="genuine") for i in range(40)]
+    daily.compute_day(DAY)
+    assert "4 / 40" in card(client_in.get(reverse("home")).content.decode(), "FPR")
+
+    with django_capture_on_commit_callbacks(execute=True):  # the recomputation runs on commit
+        labels.set_labels([images[0].pk], "attack", "print", user=personas["admin"], source="labelling")
+    html = client_in.get(reverse("home")).content.decode()
+
+    assert "3 / 39" in card(html, "FPR")
+
+
+@pytest.mark.django_db
+def test_it_shows_a_threshold_change_and_an_activation_at_once(client_in):
+    prod = f.ensemble("prod", threshold=0.5, active=True)
+    candidate = f.ensemble("candidate", threshold=0.3, active=False)
+    metric(DAY, ensemble=candidate, images=500, genuine=40, fp=20)
+    metric(DAY, ensemble=prod, images=100, genuine=40, fp=4)
+    html = client_in.get(reverse("home")).content.decode()
+    assert "4 / 40" in card(html, "FPR") and "ensemble prod" in html
+
+    prod.events.create(
+        kind="threshold", old_threshold=0.5, new_threshold=0.55, note="fewer false alarms", created_at=NOON
+    )
+    html = client_in.get(reverse("home")).content.decode()
+    assert "threshold 0.5 → 0.55: fewer false alarms" in html
+
+    Ensemble.objects.filter(pk=prod.pk).update(is_active=False)  # no event recorded: the key has the active one
+    Ensemble.objects.filter(pk=candidate.pk).update(is_active=True)
+    html = client_in.get(reverse("home")).content.decode()
+    assert "20 / 40" in card(html, "FPR") and "ensemble candidate" in html
+
+
+@pytest.mark.django_db
+def test_it_keeps_the_figures_of_each_range_and_device_apart(client_in):
+    metric(DAY - dt.timedelta(days=60), genuine=50, fp=5)
+    metric(DAY, genuine=100, fp=10)
+    metric(DAY, device="gate-north", genuine=40, fp=8)
+
+    for _ in range(2):  # the second round comes from the cache
+        assert len(trend(client_in.get(reverse("home")))["days"]) == 30
+        assert trend(client_in.get(reverse("home"), {"days": "90"}))["rates"]["fpr"]["n"][-61] == 50
+        assert trend(client_in.get(reverse("home"), {"device": "gate-north"}))["rates"]["fpr"]["n"][-1] == 40
+        assert trend(client_in.get(reverse("home")))["rates"]["fpr"]["n"][-1] == 100
+
+
+@pytest.mark.django_db
+def test_the_fingerprint_changes_with_every_write_the_figures_come_from():
+    from monitor.views.overview import data_version
+
+    seen = [data_version()]
+    for _ in range(3):
+        f.image(day=DAY, score=0.9)
+    daily.compute_day(DAY)
+    seen.append(data_version())
+    daily.compute_day(DAY)  # the same rows again: new ids
+    seen.append(data_version())
+    row = DailyMetric.objects.filter(device=None).get()
+    row.fp = 1
+    row.save()  # an edit in place: computed_at
+    seen.append(data_version())
+    DailyMetric.objects.filter(device__isnull=False).delete()
+    seen.append(data_version())
+    f.ensemble().events.create(kind="activated", created_at=NOON)
+    seen.append(data_version())
+
+    assert len(set(seen)) == len(seen)
+    assert data_version() == seen[-1]  # and stays put while nothing is written

@@ -39,3 +39,17 @@ def test_it_refuses_a_malformed_setting():
     out = settings_in_env({"KOALA_BATCH_SIZE": "many"}, "s.KOALA_BATCH_SIZE")
     assert out.returncode != 0
     assert "KOALA_BATCH_SIZE: expected an integer, got 'many'" in out.stderr
+
+
+def test_it_caches_in_each_process_unless_a_redis_cache_is_given(tmp_path):
+    data = {"KOALA_DATA_DIR": str(tmp_path)}
+    backend = "s.CACHES['default']['BACKEND'], s.CACHES['default'].get('LOCATION'), s.KOALA_OVERVIEW_CACHE_SECONDS"
+    assert settings_in_env(data, backend).stdout.split() == [
+        "django.core.cache.backends.locmem.LocMemCache",
+        "koala",
+        "600",
+    ]
+    redis = settings_in_env({**data, "CACHE_URL": "redis://cache:6379/1", "KOALA_OVERVIEW_CACHE_SECONDS": "0"}, backend)
+    assert redis.stdout.split() == ["django.core.cache.backends.redis.RedisCache", "redis://cache:6379/1", "0"]
+    bad = settings_in_env({**data, "CACHE_URL": "memcached://cache:11211"}, backend)
+    assert bad.returncode != 0 and "CACHE_URL" in bad.stderr

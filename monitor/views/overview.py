@@ -3,16 +3,24 @@ bands and change markers (from the figures, and the admins' recorded changes: En
 and the last runs.
 
 Everything comes from DailyMetric rows (SPEC section 5) and the Run table, with a fixed number
-of queries whatever the range: no per-image or per-day queries.
+of queries whatever the range: no per-image or per-day queries. The figures (KPIs, trends,
+markers) are kept in Django's cache under a fingerprint of the rows they come from
+(`data_version`: one query), so a page view recomputes them only after a day's figures were
+recomputed or an ensemble event was recorded; the runs and alerts are read on every view.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
 from django.db.models import Max, Q, Subquery
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.html import json_script
 
 from liveness.metrics import Rate, wilson
 
@@ -166,6 +174,82 @@ def _trend(by_day: dict[dt.date, DailyMetric], start: dt.date, end: dt.date) -> 
     }
 
 
+def data_version() -> tuple:
+    """A fingerprint of the rows the figures come from, in one cheap query: the DailyMetric rows
+    (a day's recompute deletes and re-creates them, so the count or the largest id changes, and
+    `computed_at` changes on any save) and the ensemble events (added, never edited). The active
+    ensemble and the device are part of the cache key; ids are never reused (AUTOINCREMENT on
+    SQLite, sequences on PostgreSQL). It lives in the database, so a day recomputed by a worker
+    process shows at once in every web process, whatever the cache. Not covered: a user renamed
+    in the admin (the "by" of the markers) shows after KOALA_OVERVIEW_CACHE_SECONDS at most."""
+    q = connection.ops.quote_name
+    dm, ev = q(DailyMetric._meta.db_table), q(EnsembleEvent._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT COUNT(*) FROM {dm}), (SELECT MAX(id) FROM {dm}), (SELECT MAX(computed_at) FROM {dm}), "
+            f"(SELECT COUNT(*) FROM {ev}), (SELECT MAX(id) FROM {ev})"
+        )
+        return tuple(cursor.fetchone())
+
+
+def figures(range_days: int, device_id: int | None, active_id: int | None) -> dict:
+    """The range's figures from the DailyMetric rows: the latest day's KPIs, the trend series
+    with their markers (and their JSON for the charts). Plain values, so they can be cached."""
+    # the range ends on the latest day with figures for any device, so a silent device shows gaps
+    end = DailyMetric.objects.aggregate(last=Max("day"))["last"]
+    out = {"latest_day": end, "start": None, "kpi_row": None, "kpi_counts": [], "kpis": None, "markers": []}
+    out.update(data=None, trend_json="")
+    if end is None:
+        return out
+    start = end - dt.timedelta(days=range_days - 1)
+    scope = DailyMetric.objects.filter(device_id=device_id) if device_id else DailyMetric.objects.filter(device=None)
+    # the last day before the range with a threshold, to tell whether the first day changed it
+    before = scope.filter(day__lt=start).exclude(threshold=None).order_by("-day").values("day")[:1]
+    rows = list(
+        scope.filter(Q(day__gte=start, day__lte=end) | Q(day=Subquery(before)))
+        .select_related("ensemble")
+        .order_by("day", "ensemble_id")
+    )
+    per_day: dict[dt.date, list[DailyMetric]] = {}
+    for r in rows:
+        per_day.setdefault(r.day, []).append(r)
+    chosen = [_pick(day_rows, active_id) for _, day_rows in sorted(per_day.items())]
+    shown = {m.ensemble_id for m in chosen if m.ensemble_id is not None} | ({active_id} - {None})
+    events = _events(start, end, shown)
+    markers = [mk for mk in _markers(chosen, events) if mk["day"] >= start.isoformat()]
+    by_day = {m.day: m for m in chosen if m.day >= start}
+    trend = _trend(by_day, start, end)
+    trend["markers"] = markers
+    out.update(start=start, markers=markers, data=trend, trend_json=json_script(trend, "trend-data"))
+    if by_day:
+        m = by_day[max(by_day)]
+        out["kpi_row"] = {
+            "day": m.day,
+            "images": m.images,
+            "ensemble": {"name": m.ensemble.name} if m.ensemble_id is not None else None,
+        }
+        out["kpi_counts"] = [(c, m.counts.get(c, 0)) for c in CATEGORIES]
+        out["kpis"] = [
+            _kpi(wilson(getattr(m, num), getattr(m, den)), name, iso, meaning)
+            for _, name, iso, num, den, meaning in RATES
+        ]
+    return out
+
+
+def cached_figures(range_days: int, device_id: int | None, active_id: int | None) -> dict:
+    """`figures`, from Django's cache while the rows behind them are unchanged (`data_version`)."""
+    seconds = settings.KOALA_OVERVIEW_CACHE_SECONDS
+    if seconds <= 0:
+        return figures(range_days, device_id, active_id)
+    scope = (range_days, device_id, active_id, timezone.get_current_timezone_name(), data_version())
+    key = "overview-figures:" + hashlib.sha256(repr(scope).encode()).hexdigest()
+    found = cache.get(key)
+    if found is None:
+        found = figures(range_days, device_id, active_id)
+        cache.set(key, found, seconds)
+    return found
+
+
 @require(VIEW)
 def overview(request):
     errors = []
@@ -181,42 +265,6 @@ def overview(request):
         device_name = ""
 
     active = Ensemble.objects.filter(is_active=True).first()
-    active_id = active.pk if active else None
-
-    # the range ends on the latest day with figures for any device, so a silent device shows gaps
-    end = DailyMetric.objects.aggregate(last=Max("day"))["last"]
-    kpis, kpi_row, trend, markers, start = None, None, None, [], None
-    if end is not None:
-        start = end - dt.timedelta(days=range_days - 1)
-        scope = (
-            DailyMetric.objects.filter(device_id=device_id) if device_id else DailyMetric.objects.filter(device=None)
-        )
-        # the last day before the range with a threshold, to tell whether the first day changed it
-        before = scope.filter(day__lt=start).exclude(threshold=None).order_by("-day").values("day")[:1]
-        rows = list(
-            scope.filter(Q(day__gte=start, day__lte=end) | Q(day=Subquery(before)))
-            .select_related("ensemble")
-            .order_by("day", "ensemble_id")
-        )
-        per_day: dict[dt.date, list[DailyMetric]] = {}
-        for r in rows:
-            per_day.setdefault(r.day, []).append(r)
-        chosen = [_pick(day_rows, active_id) for _, day_rows in sorted(per_day.items())]
-        shown = {m.ensemble_id for m in chosen if m.ensemble_id is not None} | ({active_id} - {None})
-        events = _events(start, end, shown)
-        markers = [mk for mk in _markers(chosen, events) if mk["day"] >= start.isoformat()]
-        by_day = {m.day: m for m in chosen if m.day >= start}
-        trend = _trend(by_day, start, end)
-        trend["markers"] = markers
-        if by_day:
-            kpi_row = by_day[max(by_day)]
-            kpis = [
-                _kpi(wilson(getattr(kpi_row, num), getattr(kpi_row, den)), name, iso, meaning)
-                for _, name, iso, num, den, meaning in RATES
-            ]
-
-    runs = list(Run.objects.select_related("ensemble").order_by("-created_at")[:RUNS_SHOWN])
-
     ctx = {
         "errors": errors,
         "ranges": RANGES,
@@ -224,14 +272,8 @@ def overview(request):
         "devices": [name for _, name in devices],
         "device": device_name,
         "ensemble": active,
-        "latest_day": end,
-        "start": start,
-        "kpi_row": kpi_row,
-        "kpi_counts": [(c, kpi_row.counts.get(c, 0)) for c in CATEGORIES] if kpi_row else [],
-        "kpis": kpis,
-        "markers": markers,
-        "data": trend,
-        "runs": runs,
+        **cached_figures(range_days, device_id, active.pk if active else None),
+        "runs": list(Run.objects.select_related("ensemble").order_by("-created_at")[:RUNS_SHOWN]),
         "open_alerts": alerts.open_alerts(),
     }
     return render(request, "monitor/overview.html", ctx)
