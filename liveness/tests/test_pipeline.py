@@ -289,3 +289,32 @@ def test_it_decodes_large_jpegs_reduced_and_scores_them_as_at_full_resolution():
     assert max(abs(a.score - b.score) for a, b in zip(full, reduced, strict=True)) < 0.04
     assert [a.category for a in full] == [b.category for b in reduced]
     assert [a.crop_rects for a in full] == [b.crop_rects for b in reduced]  # in full-resolution pixels
+
+
+def test_it_crops_once_for_models_that_cut_the_same_pixels(tmp_path, encode, monkeypatch):
+    """Two `shift` crops that both grew to the whole image height cut the same pixels: one crop
+    serves both models, and their scores are what each model alone gives. A third model of
+    another size, and the same models on a small face (other rectangles), get their own."""
+    import liveness.pipeline as lp
+
+    write_model(tmp_path, "a", crop={"scale": 2.7, "border": "shift"}, output={"live_index": 0})
+    write_model(tmp_path, "b", crop={"scale": 4.0, "border": "shift"}, output={"live_index": 1})
+    write_model(tmp_path, "c", size=(24, 24), crop={"scale": 4.0, "border": "shift"}, output={"live_index": 2})
+    models = {n: LivenessModel(load_manifest(tmp_path / f"{n}.toml")) for n in "abc"}
+    calls = []
+    real = lp.crop_face
+    monkeypatch.setattr(lp, "crop_face", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    rng = np.random.default_rng(3)
+    data = encode(Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)), "PNG")
+    big, small = {"x": 130, "y": 90, "w": 140, "h": 140}, {"x": 180, "y": 130, "w": 30, "h": 30}
+
+    (r,) = Pipeline(Ensemble("t", list(models.values()), 0.5)).analyse([FileInput(data, sidecar(face=big))])
+    assert len(calls) == 2  # a and b share one crop (both 299 px high, shifted alike), c has its own
+    assert r.crop_rects["a"] == r.crop_rects["b"]
+    for name, model in models.items():
+        (alone,) = Pipeline(Ensemble(name, [model], 0.5)).analyse([FileInput(data, sidecar(face=big))])
+        assert alone.scores[name] == r.scores[name]
+
+    calls.clear()
+    Pipeline(Ensemble("t", [models["a"], models["b"]], 0.5)).analyse([FileInput(data, sidecar(face=small))])
+    assert len(calls) == 2  # 81 and 120 px crops: one each
