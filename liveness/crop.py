@@ -93,6 +93,18 @@ def _resize(region: Image.Image, w: int, h: int, interpolation: str) -> Image.Im
     return region.resize((w, h), Image.Resampling.BILINEAR)
 
 
+def source_rect(image: Image.Image, recipe: CropRecipe, box: Box, scale: float = 1.0) -> tuple[int, int, int, int]:
+    """The pixels of `image` that `crop_face` cuts (x0, y0, x1, y1), end exclusive. `image` may
+    be a reduced decode of a larger original (`scale` = original / reduced pixels, `box` in
+    original pixels): the rectangle is found at the original's size, then scaled down."""
+    full_w, full_h = round(image.width * scale), round(image.height * scale)
+    rect = pixel_rect(recipe, box, full_w, full_h)
+    if scale != 1:
+        x0, y0, x1, y1 = (round(v / scale) for v in rect)
+        rect = (x0, y0, max(x1, x0 + 1), max(y1, y0 + 1))
+    return rect
+
+
 def crop_face(
     image: Image.Image, recipe: CropRecipe, box: Box, size: tuple[int, int], *, scale: float = 1.0
 ) -> np.ndarray:
@@ -102,13 +114,8 @@ def crop_face(
     `box` is in original pixels. Resizing is bilinear (Pillow's, or OpenCV's INTER_LINEAR with
     `interpolation = "opencv_linear"`); pixels outside the image are zero.
     """
-    full_w, full_h = round(image.width * scale), round(image.height * scale)
-    rect = pixel_rect(recipe, box, full_w, full_h)
-    if scale != 1:
-        x0, y0, x1, y1 = (round(v / scale) for v in rect)
-        rect = (x0, y0, max(x1, x0 + 1), max(y1, y0 + 1))
     h, w = size
-    region = image.crop(rect)  # zero-filled outside the image
+    region = image.crop(source_rect(image, recipe, box, scale))  # zero-filled outside the image
     if recipe.resize == "stretch":
         out = _resize(region, w, h, recipe.interpolation)
     else:

@@ -81,7 +81,9 @@ def decode_image(
         while reduction < 8 and reduction * 2 <= limit:
             reduction *= 2
         if reduction > 1:
-            img.draft("RGB", (-(-w // reduction), -(-h // reduction)))
+            # Pillow picks the scale min(w // size_w, h // size_h): asking for the rounded-up size
+            # would never reduce an odd-sized image (1001 // 501 = 1)
+            img.draft("RGB", (max(1, w // reduction), max(1, h // reduction)))
             reduction = round(w / img.size[0])
 
     try:

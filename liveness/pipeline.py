@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from .boxes import Box
-from .crop import crop_face, crop_rect, effective_scale, pixel_rect
+from .crop import crop_face, crop_rect, effective_scale, source_rect
 from .decode import UnreadableImage, decode_image
 from .ensemble import Ensemble, categorise, decide
 from .quality import BLUR_SIDE, Gates, Quality, assess
@@ -221,7 +221,7 @@ class Pipeline:
             r.crop_rects[m.name] = [round(v, 1) for v in crop_rect(m.crop, r.box, r.width, r.height)]
             # models that cut the same pixels into the same size share one crop (two `shift` crops
             # that both grew to the image's height, say): the same array, made once
-            key = (pixel_rect(m.crop, r.box, r.width, r.height), m.size, m.crop.resize, m.crop.interpolation)
+            key = (source_rect(img, m.crop, r.box, scale), m.size, m.crop.resize, m.crop.interpolation)
             if key not in made:
                 made[key] = crop_face(img, m.crop, r.box, m.size, scale=scale)
             crops[m.name] = made[key]

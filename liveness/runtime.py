@@ -57,11 +57,13 @@ def output_values(shape) -> int | None:
 class LivenessModel:
     """One ONNX model with its manifest. `predict` takes uint8 RGB crops (n, h, w, 3)."""
 
-    def __init__(self, manifest: ModelManifest, threads: int = 0):
+    def __init__(self, manifest: ModelManifest, threads: int = 0, *, cached: bool = True):
+        """`cached=False`: a session of its own, not kept in the process's cache (a file checked
+        once, e.g. an upload in a temporary folder, must not stay loaded in a web process)."""
         self.manifest = manifest
         if not Path(manifest.file).is_file():
             raise ManifestError(f"model.file: {manifest.file} does not exist")
-        self.session = load_session(str(manifest.file), threads)
+        self.session = (load_session if cached else load_session.__wrapped__)(str(manifest.file), threads)
         inputs = {i.name: i for i in self.session.get_inputs()}
         self.input_name = manifest.input_name or self.session.get_inputs()[0].name
         if self.input_name not in inputs:

@@ -106,12 +106,12 @@ def compute_day(day: dt.date) -> list[DailyMetric]:
     for (ensemble_id, _), m in metrics.items():
         m.threshold, m.model_versions = used[ensemble_id]
     with transaction.atomic():
-        _lock_day(day)  # two computations of one day at once must not both insert
+        lock_day(day)  # two computations of one day at once must not both insert
         DailyMetric.objects.filter(day=day).delete()
         return DailyMetric.objects.bulk_create(metrics.values())
 
 
-def _lock_day(day: dt.date) -> None:
+def lock_day(day: dt.date) -> None:
     """A transaction lock per day on PostgreSQL; SQLite's IMMEDIATE transactions already serialise."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:

@@ -56,7 +56,7 @@ def open_model(m: ModelManifest) -> LivenessModel:
     """Load the ONNX file and check the manifest's input and output against it; a file that is
     no ONNX model (or a broken one) is a ManifestError too, not onnxruntime's own exception."""
     try:
-        return LivenessModel(m)
+        return LivenessModel(m, cached=False)  # checked once: not kept loaded in this (web) process
     except ManifestError:
         raise
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)

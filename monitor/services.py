@@ -532,25 +532,27 @@ def finish_run(run_id: int, batch_results: list[dict] | None = None) -> Run:
         {"path": p, "reason": r}
         for p, r in Image.objects.filter(run=run, category="unreadable").values_list("path", "reason")
     ]
-    others, left = pending_work(run)
-    if left:  # nobody is working on them (a batch died, a claim expired): not done, re-run the day later
-        errors.insert(0, {"path": "", "reason": f"{left} files are still pending; re-run the day to finish them"})
-    if others:  # only the last run of overlapping ones marks the day done, with the whole day's figures
-        errors.insert(0, {"path": "", "reason": superseded_reason(others)})
-    status = Run.SUPERSEDED if others else Run.FAILED if left else Run.DONE
     timings = final_timings(run, batch_results)
     for device_id in InboxFile.objects.filter(day=run.day).values_list("device_id", flat=True).distinct():
         Device.objects.filter(Q(first_day__isnull=True) | Q(first_day__gt=run.day), pk=device_id).update(
             first_day=run.day
         )
         Device.objects.filter(Q(last_day__isnull=True) | Q(last_day__lt=run.day), pk=device_id).update(last_day=run.day)
-    Run.objects.filter(pk=run_id).update(
-        status=status,
-        counts=counts,
-        errors=errors[:1000],
-        timings=timings,
-        finished_at=timezone.now(),
-    )
+    with transaction.atomic():  # two runs finishing at once decide one after the other: never both superseded
+        daily.lock_day(run.day)
+        others, left = pending_work(run)
+        if left:  # nobody is working on them (a batch died, a claim expired): not done, re-run the day later
+            errors.insert(0, {"path": "", "reason": f"{left} files are still pending; re-run the day to finish them"})
+        if others:  # only the last run of overlapping ones marks the day done, with the whole day's figures
+            errors.insert(0, {"path": "", "reason": superseded_reason(others)})
+        status = Run.SUPERSEDED if others else Run.FAILED if left else Run.DONE
+        Run.objects.filter(pk=run_id).update(
+            status=status,
+            counts=counts,
+            errors=errors[:1000],
+            timings=timings,
+            finished_at=timezone.now(),
+        )
     if status != Run.SUPERSEDED:  # else the day is not complete yet: the other run computes it
         daily.compute_day(run.day)
         try:

@@ -412,3 +412,23 @@ def test_the_fingerprint_changes_with_every_write_the_figures_come_from():
 
     assert len(set(seen)) == len(seen)
     assert data_version() == seen[-1]  # and stays put while nothing is written
+
+
+@pytest.mark.django_db
+def test_the_fingerprint_sees_a_day_that_committed_after_a_later_one():
+    """Two days recomputed at once on PostgreSQL can commit out of order: the first day's new
+    rows then have ids below the second's, and the count, the largest id and the latest
+    computed_at stay as they were. The figures must still be computed again."""
+    from monitor.views.overview import data_version
+
+    first, second = DAY - dt.timedelta(days=1), DAY
+    for day in (first, second):
+        f.image(day=day, score=0.9)
+        daily.compute_day(day)
+    for i, pk in enumerate(DailyMetric.objects.filter(day=second).values_list("pk", flat=True)):
+        DailyMetric.objects.filter(pk=pk).update(id=1000 + i)  # the second day took its ids later
+    before = data_version()
+    for pk in DailyMetric.objects.filter(day=first).values_list("pk", flat=True):
+        DailyMetric.objects.filter(pk=pk).update(id=pk + 500)  # the first day's rows, replaced by new ids
+
+    assert data_version() != before

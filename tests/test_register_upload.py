@@ -327,3 +327,15 @@ def test_it_leaves_no_member_behind_when_an_ensemble_manifest_fails(tmp_path, se
 
     assert not ModelVersion.objects.exists() and not Ensemble.objects.exists()
     assert models_dir_files(settings) == []  # good's file, copied first, is removed again
+
+
+def test_it_keeps_no_model_loaded_after_checking_an_upload(admin, tiny):
+    """Each upload is checked from a new temporary path: a cached session per upload would keep
+    every uploaded model (up to 1 GB each) loaded in the web process."""
+    from liveness.runtime import load_session
+
+    load_session.cache_clear()
+    for _ in range(2):  # registered, then "registered already": both checked from a temporary copy
+        assert post_model(admin, tiny, tiny.with_suffix(".onnx")).status_code == 302
+    assert ModelVersion.objects.count() == 1
+    assert load_session.cache_info().currsize == 0

@@ -318,3 +318,34 @@ def test_it_crops_once_for_models_that_cut_the_same_pixels(tmp_path, encode, mon
     calls.clear()
     Pipeline(Ensemble("t", [models["a"], models["b"]], 0.5)).analyse([FileInput(data, sidecar(face=small))])
     assert len(calls) == 2  # 81 and 120 px crops: one each
+
+
+def test_it_gives_every_model_exactly_its_own_crop_on_a_reduced_decode(tmp_path):
+    """Shared crops are exact: on a JPEG decoded at half size (1001x750 -> 501x375, whose
+    original-size height rounds to 749), each model gets what crop_face cuts for it alone."""
+    from liveness.crop import crop_face
+    from liveness.decode import decode_image
+
+    recipes = {  # on the first box, shift and pad at 1.2 cut the same rectangle at full size, not at half
+        "shift12": {"side": "max", "scale": 1.2, "border": "shift"},
+        "pad12": {"side": "max", "scale": 1.2, "border": "pad"},
+        "max4": {"side": "max", "scale": 4.0, "border": "shift"},
+        "axes4": {"side": "axes", "scale": 4.0, "border": "shift"},
+        "max3_letterbox": {"side": "max", "scale": 3.0, "border": "shift", "resize": "letterbox"},
+    }
+    for name, crop in recipes.items():
+        write_model(tmp_path, name, crop=crop)
+    ens = Ensemble("t", [LivenessModel(load_manifest(tmp_path / f"{n}.toml")) for n in recipes], 0.5)
+    pipeline = Pipeline(ens)
+    rng = np.random.default_rng(8)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (750, 1001, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+    for box in ({"x": 181, "y": 159, "w": 546, "h": 524}, {"x": 0, "y": 340, "w": 410, "h": 405}):
+        r, crops = pipeline._prepare(FileInput(data, sidecar(face=box)))
+        assert r.reduction == 2
+        decoded = decode_image(data, max_reduction=pipeline.max_reduction(Box(**box)))
+        for model in ens.models:
+            m = model.manifest
+            alone = crop_face(decoded.image, m.crop, r.box, m.size, scale=r.width / decoded.image.width)
+            assert np.array_equal(crops[m.name], alone), (box, m.name)

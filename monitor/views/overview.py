@@ -176,7 +176,8 @@ def _trend(by_day: dict[dt.date, DailyMetric], start: dt.date, end: dt.date) -> 
 
 def data_version() -> tuple:
     """A fingerprint of the rows the figures come from, in one cheap query: the DailyMetric rows
-    (a day's recompute deletes and re-creates them, so the count or the largest id changes, and
+    (a day's recompute deletes and re-creates them with new ids, so the sum of the ids changes
+    even when two days recomputed at once commit out of order and the count and largest id stay;
     `computed_at` changes on any save) and the ensemble events (added, never edited). The active
     ensemble and the device are part of the cache key; ids are never reused (AUTOINCREMENT on
     SQLite, sequences on PostgreSQL). It lives in the database, so a day recomputed by a worker
@@ -186,7 +187,8 @@ def data_version() -> tuple:
     dm, ev = q(DailyMetric._meta.db_table), q(EnsembleEvent._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT (SELECT COUNT(*) FROM {dm}), (SELECT MAX(id) FROM {dm}), (SELECT MAX(computed_at) FROM {dm}), "
+            f"SELECT (SELECT COUNT(*) FROM {dm}), (SELECT MAX(id) FROM {dm}), (SELECT SUM(id) FROM {dm}), "
+            f"(SELECT MAX(computed_at) FROM {dm}), "
             f"(SELECT COUNT(*) FROM {ev}), (SELECT MAX(id) FROM {ev})"
         )
         return tuple(cursor.fetchone())
