@@ -52,6 +52,22 @@ class UploadError(FieldError, ManifestError):
     """A problem with one of the uploaded files; `field` is "manifest" or "onnx"."""
 
 
+def _check_note(note: str) -> None:
+    if len(note) > NOTE_MAX:
+        raise FieldError("note", f"the note is too long: at most {NOTE_MAX} characters")
+
+
+def _threshold(value) -> float:
+    """A threshold as entered, checked: a number in [0, 1] (FieldError, a ValueError, if not)."""
+    try:
+        new = float(value)
+    except (TypeError, ValueError):
+        raise FieldError("threshold", f"the threshold must be a number in [0, 1], got {value!r}") from None
+    if not (math.isfinite(new) and 0 <= new <= 1):
+        raise FieldError("threshold", f"the threshold must be in [0, 1], got {value}")
+    return new
+
+
 def open_model(m: ModelManifest) -> LivenessModel:
     """Load the ONNX file and check the manifest's input and output against it; a file that is
     no ONNX model (or a broken one) is a ManifestError too, not onnxruntime's own exception."""
@@ -93,13 +109,16 @@ def _atomic_with_files():
         raise
 
 
-def _register(m: ModelManifest, copied: list[Path] | None = None, user=None) -> tuple[ModelVersion, bool]:
+def _register(
+    m: ModelManifest, copied: list[Path] | None = None, user=None, live: LivenessModel | None = None
+) -> tuple[ModelVersion, bool]:
     """(the model version, whether it is new); the files copied go into `copied`; `user`: who
-    registered it (None: the command)."""
-    try:
-        live = open_model(m)  # checks the manifest's input and output against the ONNX file
-    except ManifestError as exc:
-        raise ManifestError(f"model {m.name} ({m.file}): {exc}") from None
+    registered it (None: the command); `live`: the model, if the caller opened (and so checked) it."""
+    if live is None:
+        try:
+            live = open_model(m)  # checks the manifest's input and output against the ONNX file
+        except ManifestError as exc:
+            raise ManifestError(f"model {m.name} ({m.file}): {exc}") from None
     sha = file_sha256(m.file)
     found = ModelVersion.objects.filter(sha256=sha).first()
     if found:
@@ -176,12 +195,12 @@ def register_upload(
         )
     m = dataclasses.replace(m, file=onnx_path)
     try:
-        open_model(m)
+        live = open_model(m)
     except ManifestError as exc:
         raise UploadError("onnx", str(exc).replace(str(onnx_path), onnx_name)) from None
     try:
         with _atomic_with_files() as copied:
-            return _register(m, copied, user)
+            return _register(m, copied, user, live)
     except ManifestError as exc:  # name and version taken, or the same file with another manifest
         raise UploadError("manifest", str(exc)) from None
     except IntegrityError:  # registered by someone else at the same moment
@@ -212,14 +231,8 @@ def register_ensemble(
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise FieldError("members", f"two versions of {', '.join(twice)}: an ensemble has one version of each model")
-    try:
-        threshold = float(threshold)
-    except (TypeError, ValueError):
-        raise FieldError("threshold", f"the threshold must be a number in [0, 1], got {threshold!r}") from None
-    if not (math.isfinite(threshold) and 0 <= threshold <= 1):
-        raise FieldError("threshold", f"the threshold must be in [0, 1], got {threshold}")
-    if len(note) > NOTE_MAX:
-        raise FieldError("note", f"the note is too long: at most {NOTE_MAX} characters")
+    threshold = _threshold(threshold)
+    _check_note(note)
     if Ensemble.objects.filter(name=name).exists():
         raise FieldError("name", f"an ensemble named {name} already exists")
     labels = ", ".join(mv.label for mv in sorted(members, key=lambda mv: mv.name))
@@ -319,8 +332,7 @@ def activate_ensemble(ens: Ensemble, *, user=None, note: str = "") -> bool:
     """Make `ens` the one active ensemble and record an "activated" event; False (and no event)
     when it already was the active one."""
     note = (note or "").strip()
-    if len(note) > NOTE_MAX:
-        raise ValueError(f"the note is too long: at most {NOTE_MAX} characters")
+    _check_note(note)
     with transaction.atomic():
         # lock the ensemble rows, so two admins activating at once leave one event each in order
         active = set(Ensemble.objects.select_for_update().filter(is_active=True).values_list("pk", flat=True))
@@ -341,14 +353,8 @@ def set_threshold(ens: Ensemble, value, *, user, note: str) -> EnsembleEvent:
     note = (note or "").strip()
     if not note:
         raise ValueError("a note is required: say why the threshold changes")
-    if len(note) > NOTE_MAX:
-        raise ValueError(f"the note is too long: at most {NOTE_MAX} characters")
-    try:
-        new = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"the threshold must be a number in [0, 1], got {value!r}") from None
-    if not (math.isfinite(new) and 0 <= new <= 1):
-        raise ValueError(f"the threshold must be in [0, 1], got {value}")
+    _check_note(note)
+    new = _threshold(value)
     with transaction.atomic():
         locked = Ensemble.objects.select_for_update().get(pk=ens.pk)
         old = locked.threshold

@@ -9,6 +9,7 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from . import alerts, daily, purge, registry, services, shadow
+from .models import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -129,5 +130,5 @@ def purge_expired_images() -> dict:
 def measure_model(model_version_id: int) -> dict:
     """Measure a newly uploaded model's speed (a few seconds; longer for a big model) on the
     machine that scores: a worker, or in-process without a broker."""
-    mv = registry.measure_model(registry.ModelVersion.objects.get(pk=model_version_id))
+    mv = registry.measure_model(ModelVersion.objects.get(pk=model_version_id))
     return {"latency_ms": mv.latency_ms, "throughput": mv.throughput, "best_batch": mv.best_batch}

@@ -15,7 +15,6 @@ import sys
 import textwrap
 import time
 import uuid
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -403,7 +402,7 @@ def test_it_leaves_no_file_behind_when_a_write_fails(tmp_path):
 def test_it_removes_only_stale_temporary_files(tmp_path):
     folder = tmp_path / "thumbs" / "ab"
     folder.mkdir(parents=True)
-    temp = folder / f".ab{'0' * 62}.jpg.0badcafe.tmp"
+    temp = services.temp_path(folder / f"ab{'0' * 62}.jpg")
     keep = [folder / f"ab{'0' * 62}.jpg", folder / ".hidden", folder / ".x.jpg.tmp", folder / ".x.jpg.NOTHEX12.tmp"]
     for p in [temp, *keep]:
         p.write_bytes(b"x")
@@ -424,10 +423,7 @@ def test_it_removes_temporary_files_a_killed_write_left_at_the_end_of_the_run(de
     thumb = settings.THUMBS_DIR / im.thumb_relpath
     thumb.unlink()
     Image.objects.filter(pk=im.pk).update(has_thumbnail=False)
-    stale = [
-        (settings.SORTED_DIR / im.sorted_path).with_name(f".{Path(im.sorted_path).name}.0123abcd.tmp"),
-        thumb.with_name(f".{thumb.name}.89abcdef.tmp"),
-    ]
+    stale = [services.temp_path(settings.SORTED_DIR / im.sorted_path), services.temp_path(thumb)]
     for p in stale:
         p.write_bytes(b"half")
     monkeypatch.setattr(services, "STALE_TEMP_SECONDS", 0)
@@ -437,7 +433,7 @@ def test_it_removes_temporary_files_a_killed_write_left_at_the_end_of_the_run(de
     assert not any(p.exists() for p in stale)
     assert thumb.is_file() and Image.objects.get(pk=im.pk).has_thumbnail
 
-    thumb_temp = thumb.with_name(f".{thumb.name}.fedcba98.tmp")
+    thumb_temp = services.temp_path(thumb)
     thumb_temp.write_bytes(b"half")
     time.sleep(0.02)
     services.rebuild_folders(dt.date.fromisoformat(DAY))
