@@ -263,24 +263,40 @@ def test_it_scores_the_stored_box_before_the_sidecar_and_the_detector(tmp_path, 
     assert any("given face box" in n for n in outside.notes)
 
 
-def test_it_decodes_large_jpegs_reduced_and_scores_them_as_at_full_resolution():
-    """Scaled JPEG decoding (Image.draft) changes what the models see; on demo captures with
-    the shipped demo ensemble the score must stay within 0.04 of full-resolution decoding and no
-    image may change category (the figures behind DRAFT_MARGIN)."""
-    from pathlib import Path
-
+def _demo_captures(n: int = 24) -> list[FileInput]:
+    """Demo captures as JPEG with sidecars: even ones 640x480 with faces of 140-300 px, odd ones
+    1920x1080 with faces of 400-900 px (large enough to be decoded reduced)."""
     from liveness.demo import render_sample
 
-    manifest = load_manifest(Path(__file__).resolve().parent.parent / "demo_models" / "demo.toml")
-    ens = Ensemble(manifest.name, [LivenessModel(m) for m in manifest.models], manifest.threshold)
     rng = np.random.default_rng(11)
     files = []
-    for i in range(24):
+    for i in range(n):
         size, face = ((1920, 1080), rng.uniform(400, 900)) if i % 2 else ((640, 480), rng.uniform(140, 300))
         s = render_sample(rng, label="attack" if i % 3 == 0 else "genuine", size=size, face_size=face)
         buf = io.BytesIO()
         s.image.save(buf, "JPEG", quality=90)
         files.append(FileInput(buf.getvalue(), json.dumps({"face": s.box.as_dict()}).encode()))
+    return files
+
+
+def _demo_ensemble(interpolation: str | None = None) -> Ensemble:
+    """The shipped demo ensemble; with `interpolation`, its networks fed crops resized that way."""
+    import dataclasses
+    from pathlib import Path
+
+    manifest = load_manifest(Path(__file__).resolve().parent.parent / "demo_models" / "demo.toml")
+    models = manifest.models
+    if interpolation:
+        models = [dataclasses.replace(m, crop=dataclasses.replace(m.crop, interpolation=interpolation)) for m in models]
+    return Ensemble(manifest.name, [LivenessModel(m) for m in models], manifest.threshold)
+
+
+def test_it_decodes_large_jpegs_reduced_and_scores_them_as_at_full_resolution():
+    """Scaled JPEG decoding (Image.draft) changes what the models see; with antialiased crops
+    (Pillow's bilinear resize) the demo networks' score must stay within 0.04 of full-resolution
+    decoding and no image may change category (the figures behind DRAFT_MARGIN)."""
+    files = _demo_captures()
+    ens = _demo_ensemble("pillow_bilinear")
     full = Pipeline(ens, draft=False).analyse(files)
     reduced = Pipeline(ens).analyse(files)
 
@@ -289,6 +305,26 @@ def test_it_decodes_large_jpegs_reduced_and_scores_them_as_at_full_resolution():
     assert max(abs(a.score - b.score) for a, b in zip(full, reduced, strict=True)) < 0.04
     assert [a.category for a in full] == [b.category for b in reduced]
     assert [a.crop_rects for a in full] == [b.crop_rects for b in reduced]  # in full-resolution pixels
+
+
+def test_it_decodes_at_full_resolution_for_models_with_linear_crops():
+    """The shipped demo models sample their crops without antialiasing (opencv_linear): a
+    reduced decode would filter out detail they see, so every capture is decoded whole and
+    scores exactly as with reduced decoding switched off."""
+    files = _demo_captures(8)
+    ens = _demo_ensemble()
+    assert {m.manifest.crop.interpolation for m in ens.models} == {"opencv_linear"}
+    full = Pipeline(ens, draft=False).analyse(files)
+    default = Pipeline(ens).analyse(files)
+
+    assert all(r.reduction == 1 for r in default)
+    assert [r.score for r in default] == [r.score for r in full]
+    # one such model keeps its whole ensemble at full resolution; with every crop antialiased
+    # the same captures decode reduced
+    mixed = Ensemble("mixed", [*ens.models[:2], _demo_ensemble("pillow_bilinear").models[2]], ens.threshold)
+    assert all(r.reduction == 1 for r in Pipeline(mixed).analyse(files[1::2]))
+    pillow = _demo_ensemble("pillow_bilinear")
+    assert all(r.reduction > 1 for r in Pipeline(pillow).analyse(files[1::2]))
 
 
 def test_it_crops_once_for_models_that_cut_the_same_pixels(tmp_path, encode, monkeypatch):

@@ -55,7 +55,7 @@ MANIFESTS: dict[str, str] = {
 # Trained by liveness/training/train_demo_models.py on procedural demo data only.
 [model]
 name = "fas_a"
-version = "1"
+version = "2"
 file = "fas_a.onnx"
 
 [input]
@@ -72,6 +72,7 @@ side = "max"
 scale = 2.7
 border = "shift"
 resize = "stretch"
+interpolation = "opencv_linear"
 small_face_ref = 130
 small_face_max_scale = 4.0
 
@@ -88,7 +89,7 @@ classes = ["attack", "live"]
 # Trained by liveness/training/train_demo_models.py on procedural demo data only.
 [model]
 name = "fas_b"
-version = "1"
+version = "2"
 file = "fas_b.onnx"
 
 [input]
@@ -105,6 +106,7 @@ side = "max"
 scale = 4.0
 border = "shift"
 resize = "stretch"
+interpolation = "opencv_linear"
 
 [output]
 name = "output"
@@ -119,7 +121,7 @@ classes = ["print", "live", "replay"]
 # Trained by liveness/training/train_demo_models.py on procedural demo data only.
 [model]
 name = "fas_c"
-version = "1"
+version = "2"
 file = "fas_c.onnx"
 
 [input]
@@ -136,6 +138,7 @@ side = "axes"
 scale = 1.5
 border = "pad"
 resize = "letterbox"
+interpolation = "opencv_linear"
 
 [output]
 name = "output"
