@@ -297,8 +297,9 @@ def test_it_refuses_a_bad_ensemble_next_to_the_field_at_fault(admin, demo_ensemb
     data = {"name": "new", "members": [fas_a.pk], "threshold": "0.5", "note": "kept"}
     data.update(change)
     if data["members"] == ["twice"]:
-        text = fas_a.manifest.replace('version = "1"', 'version = "2"')
-        fas_a2 = ModelVersion.objects.create(name="fas_a", version="2", sha256="b" * 64, file="x.onnx", manifest=text)
+        other = f"{fas_a.version}.1"
+        text = fas_a.manifest.replace(f'version = "{fas_a.version}"', f'version = "{other}"')
+        fas_a2 = ModelVersion.objects.create(name="fas_a", version=other, sha256="b" * 64, file="x.onnx", manifest=text)
         data["members"] = [fas_a.pk, fas_a2.pk]
     events = EnsembleEvent.objects.count()
 
