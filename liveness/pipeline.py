@@ -27,8 +27,9 @@ THUMB_SIDE = 320  # px: thumbnails are shown at 160 CSS px, sharp on 2x screens
 # pixels on the smaller side (YuNet's input is 640 px, UltraFace's 320 x 240).
 DETECT_MIN_SIDE = 480
 # A reduced decode keeps every model's crop at least this many times the model's input side.
-# Against full-resolution decoding, with the limits below, on demo captures (640x480 with faces
-# of 140-300 px, 1920x1080 with faces of 400-900 px; reductions 2x to 8x): the ensemble score
+# Against full-resolution decoding, with the limits below, with version 1 of the demo models
+# (trained on Pillow's antialiased crops, the default `pillow_bilinear`), on demo captures
+# (640x480 with faces of 140-300 px, 1920x1080 with faces of 400-900 px; reductions 2x to 8x): the ensemble score
 # moved by at most 0.025 (p99 0.022, mean 0.002), one model's by up to 0.10 (p99 0.08, mean
 # 0.005: the demo models read fine camera noise), no image changed category, and Pipeline.analyse ran
 # 1.7x faster. Faces of 140-420 px moved the ensemble by at most 0.01. A margin of 1.0 moved the
@@ -46,7 +47,9 @@ DRAFT_MIN_FACE = 2 * BLUR_SIDE
 # model sees the fine detail that aliases into its crop, which a reduced decode has filtered
 # out. With the demo models trained that way, a reduced decode moved the ensemble score by up to
 # 0.79 at DRAFT_MARGIN 2 (3 of 160 images changed category) and 0.16 at 4, one model's by up to
-# 0.91 / 0.40; only a margin of 8, which never reduces these captures, kept them.
+# 0.91 / 0.40; only a margin of 8, which never reduces these captures, kept them. (One such
+# member keeps its whole ensemble at full resolution: a shadow run of only the ensemble's other
+# members may then decode reduced, within the tolerance above.)
 
 # A face detector: (RGB image) -> (box in that image's pixels, detection score) or None.
 Detector = Callable[[Image.Image], "tuple[Box, float] | None"]
