@@ -67,11 +67,14 @@ def resize_linear(image: Image.Image, w: int, h: int, rect: tuple[int, int, int,
     resize). Pillow's affine transform does the sampling, so the cost follows the output size,
     not the rectangle's: 0.1 ms for an 80x80 crop of a 1080x1080 rectangle, where the
     antialiased resize reads all its pixels (3.6 ms). Values are within one grey level of
-    OpenCV's: Pillow truncates where OpenCV's fixed point rounds, so about half are one lower.
+    OpenCV's: Pillow truncates where OpenCV's fixed point rounds, so up to about half of them
+    are one lower (none was higher in the tests' images).
 
     A rectangle reaching outside the image (zeros there) or smaller than the output on an axis is
     cut out first, so that the taps at its edges repeat its own edge pixels, as OpenCV does on
-    the cut-out; a larger one is sampled in place (its taps never leave it when shrinking)."""
+    the cut-out; a larger one is sampled in place (its taps never leave it when shrinking). The
+    cut-out is a copy of the rectangle: 0.7-1.1 ms for fas_c's pad crop of a 1920x1080 capture
+    whose face is near an edge, against 0.3 ms in place."""
     x0, y0, x1, y1 = rect or (0, 0, image.width, image.height)
     rw, rh = x1 - x0, y1 - y0
     if x0 < 0 or y0 < 0 or x1 > image.width or y1 > image.height or rw < w or rh < h:

@@ -38,9 +38,10 @@ DETECT_MIN_SIDE = 480
 DRAFT_MARGIN = 2.0
 # ... and the face (min side) at least this many pixels, whatever the models. For usual models
 # (crops of 1.5 x the face or more into 128 px or less) this is the limit that binds, so an
-# ensemble and any subset of its members decode an image alike: a shadow run of one member
-# scores exactly what that member scored in production. It also keeps the blur measure's face
-# at twice its BLUR_SIDE.
+# ensemble and any subset of its members decode an image alike (unless an `opencv_linear`
+# member keeps the ensemble at full resolution, below): a shadow run of one member scores
+# exactly what that member scored in production. It also keeps the blur measure's face at
+# twice its BLUR_SIDE.
 DRAFT_MIN_FACE = 2 * BLUR_SIDE
 # An image for a model whose crops are sampled without antialiasing (`interpolation =
 # "opencv_linear"`, cheap: two taps per output pixel) is always decoded at full resolution: the

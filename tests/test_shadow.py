@@ -98,7 +98,7 @@ def test_it_stores_one_shadow_score_per_scored_image(scored_day, fas_a_only):
     flagged = sum(s.decision == "attack" for s in rows.values())
     assert run.counts == {"scored": len(rows), "flagged": flagged, "day_total": len(rows)}
     # fas_a alone on the stored box scores exactly what fas_a said in production (same face, same
-    # crop, and the same reduced decode: liveness.pipeline.DRAFT_MIN_CROP)
+    # crop, the same decode: full resolution for the demo models' opencv_linear crops)
     for im in scored:
         s = rows[im.pk]
         assert s.scores == {"fas_a": pytest.approx(im.scores["fas_a"], abs=1e-5)}

@@ -294,7 +294,9 @@ def _demo_ensemble(interpolation: str | None = None) -> Ensemble:
 def test_it_decodes_large_jpegs_reduced_and_scores_them_as_at_full_resolution():
     """Scaled JPEG decoding (Image.draft) changes what the models see; with antialiased crops
     (Pillow's bilinear resize) the demo networks' score must stay within 0.04 of full-resolution
-    decoding and no image may change category (the figures behind DRAFT_MARGIN)."""
+    decoding and no image may change category. (DRAFT_MARGIN's figures were measured with the
+    version 1 demo models, trained on such crops; the version 2 networks fed them here moved by
+    at most 0.014, and by 0.14 when fed their own linear crops decoded reduced.)"""
     files = _demo_captures()
     ens = _demo_ensemble("pillow_bilinear")
     full = Pipeline(ens, draft=False).analyse(files)
