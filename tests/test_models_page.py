@@ -10,10 +10,13 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from liveness.manifest import load_manifest
 from monitor import registry
 from monitor.models import DailyMetric, Ensemble, EnsembleEvent, ModelVersion
 from tests import factories as f
 from tests.conftest import DEMO_MANIFEST
+
+DEMO_T = load_manifest(DEMO_MANIFEST).threshold  # the shipped demo ensemble's threshold
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +61,7 @@ def test_it_lists_ensembles_members_sha_shapes_and_speed(client, personas, demo_
     html = page(as_user(client, personas, "viewer"))
 
     row = ensemble_row(html, demo_ensemble)
-    assert "demo" in row and "active" in row and "0.484" in row and "mean" in row
+    assert "demo" in row and "active" in row and str(DEMO_T) in row and "mean" in row
     for mv in demo_ensemble.members.all():
         assert f'href="{reverse("model", args=[mv.pk])}"' in row
         assert f'<code title="{mv.sha256}">{mv.sha256[:12]}</code>' in html
@@ -85,7 +88,7 @@ def test_it_records_a_registered_event_for_a_new_ensemble_only(demo_ensemble):
     assert demo_ensemble.events.count() == 2
     registry.register_manifest(DEMO_MANIFEST, threshold=0.6)
     ev = demo_ensemble.events.first()
-    assert (ev.kind, ev.old_threshold, ev.new_threshold) == ("threshold", 0.484, 0.6)
+    assert (ev.kind, ev.old_threshold, ev.new_threshold) == ("threshold", DEMO_T, 0.6)
 
 
 def test_it_shows_one_model_version_with_its_manifest(client, personas, demo_ensemble, candidate):
@@ -96,7 +99,7 @@ def test_it_shows_one_model_version_with_its_manifest(client, personas, demo_ens
     assert mv.sha256 in html
     assert '<pre class="manifest">' in html and "[crop]" in html and "letterbox" in html
     assert "[n, 128, 128, 3]" in html and "[n, 1]" in html and "sigmoid" in html
-    assert "demo (threshold 0.484)" in html and "candidate (threshold 0.3)" in html
+    assert f"demo (threshold {DEMO_T})" in html and "candidate (threshold 0.3)" in html
     assert "Not measured yet" in html
     assert "<form" not in html.split("<main>")[1]  # a viewer gets no measure button
 
@@ -124,7 +127,7 @@ def test_it_shows_no_forms_to_non_admins_and_refuses_their_posts(client, persona
         assert client.post(url, data).status_code == 403, url
     demo_ensemble.refresh_from_db()
     mv.refresh_from_db()
-    assert demo_ensemble.is_active and demo_ensemble.threshold == 0.484 and mv.measured_at is None
+    assert demo_ensemble.is_active and demo_ensemble.threshold == DEMO_T and mv.measured_at is None
     assert EnsembleEvent.objects.count() == events
 
 
@@ -185,12 +188,12 @@ def test_it_changes_the_threshold_with_a_note(client, personas, demo_ensemble):
     demo_ensemble.refresh_from_db()
     assert demo_ensemble.threshold == 0.55
     ev = EnsembleEvent.objects.get(kind="threshold")
-    assert (ev.ensemble, ev.old_threshold, ev.new_threshold) == (demo_ensemble, 0.484, 0.55)
+    assert (ev.ensemble, ev.old_threshold, ev.new_threshold) == (demo_ensemble, DEMO_T, 0.55)
     assert ev.user == personas["admin"] and ev.note == "fewer false alarms at gate-north"
     html = response.content.decode()
-    assert "Threshold of demo: 0.484 → 0.55." in html
+    assert f"Threshold of demo: {DEMO_T} → 0.55." in html
     row = ensemble_row(html, demo_ensemble)
-    assert "threshold 0.484 → 0.55" in row and "fewer false alarms at gate-north" in row
+    assert f"threshold {DEMO_T} → 0.55" in row and "fewer false alarms at gate-north" in row
 
 
 @pytest.mark.parametrize(
@@ -201,7 +204,7 @@ def test_it_changes_the_threshold_with_a_note(client, personas, demo_ensemble):
         ({"threshold": "1.5", "note": "looks right"}, "the threshold must be in [0, 1]"),
         ({"threshold": "-0.1", "note": "looks right"}, "the threshold must be in [0, 1]"),
         ({"threshold": "abc", "note": "looks right"}, "enter a number in [0, 1]"),
-        ({"threshold": "0.484", "note": "same"}, "the threshold of demo is already 0.484"),
+        ({"threshold": str(DEMO_T), "note": "same"}, f"the threshold of demo is already {DEMO_T}"),
     ],
 )
 def test_it_refuses_a_bad_threshold_change_and_says_why(client, personas, demo_ensemble, data, error):
@@ -218,7 +221,7 @@ def test_it_refuses_a_bad_threshold_change_and_says_why(client, personas, demo_e
     if data.get("note", "").strip():
         assert f'value="{data["note"]}"' in row  # the input is kept
     demo_ensemble.refresh_from_db()
-    assert demo_ensemble.threshold == 0.484
+    assert demo_ensemble.threshold == DEMO_T
     assert EnsembleEvent.objects.count() == events
 
 
@@ -231,7 +234,7 @@ def test_it_needs_a_note_and_a_threshold_in_range_in_the_registry_too(demo_ensem
     with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
         registry.set_threshold(demo_ensemble, float("nan"), user=admin, note="why")
     event = registry.set_threshold(demo_ensemble, 0.5, user=admin, note="round number")
-    assert (event.old_threshold, event.new_threshold, demo_ensemble.threshold) == (0.484, 0.5, 0.5)
+    assert (event.old_threshold, event.new_threshold, demo_ensemble.threshold) == (DEMO_T, 0.5, 0.5)
     assert Ensemble.objects.get(pk=demo_ensemble.pk).threshold == 0.5
 
 
@@ -295,16 +298,16 @@ def test_it_marks_a_threshold_change_on_the_trend_chart(client, personas, demo_e
     client.post(
         reverse("ensemble-threshold", args=[demo_ensemble.pk]), {"threshold": "0.55", "note": "print attacks up"}
     )
-    metric(today - dt.timedelta(days=1), demo_ensemble, 0.484)
+    metric(today - dt.timedelta(days=1), demo_ensemble, DEMO_T)
     metric(today, demo_ensemble, 0.55)
 
     response = client.get(reverse("home"))
     markers = trend(response)["markers"]
 
-    want = "threshold 0.484 → 0.55: print attacks up (by admin-user)"
+    want = f"threshold {DEMO_T} → 0.55: print attacks up (by admin-user)"
     assert [m["day"] for m in markers] == [today.isoformat()]
     assert markers[0]["text"].endswith(want)
-    assert markers[0]["text"].count("0.484 → 0.55") == 1  # the figures' own change is not repeated
+    assert markers[0]["text"].count(f"{DEMO_T} → 0.55") == 1  # the figures' own change is not repeated
     assert want in response.content.decode()
 
 
@@ -374,7 +377,7 @@ def test_the_django_admin_shows_an_ensemble_read_only(client, staff, demo_ensemb
     client.force_login(staff)
     response = client.get(admin_url(demo_ensemble, "change"))
     html = response.content.decode()
-    assert response.status_code == 200 and "0.484" in html
+    assert response.status_code == 200 and str(DEMO_T) in html
     for field in ("threshold", "is_active", "members", "name"):
         assert f'name="{field}"' not in html, field
 
