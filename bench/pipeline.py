@@ -811,7 +811,7 @@ def inprocess(day: dt.date, threads: int, timer: StageTimer | None = None) -> di
         (services, "_image_fields", "store"),
         (services, "write_files", "write_files"),
         (services, "_link_or_copy", "link"),
-        (services, "_atomic_write", "atomic_write"),
+        (services, "atomic_write", "atomic_write"),
         (labels, "record_sidecar_labels", "labels"),
         (daily, "compute_day", "compute_day"),
         (alerts, "evaluate_day", "evaluate_day"),

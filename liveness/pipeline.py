@@ -98,10 +98,9 @@ class ImageResult:
 def thumbnail(img: Image.Image, side: int) -> Image.Image:
     """The image fitted into side x side (never enlarged) by a box reduction of a whole factor:
     its long side ends between side / 2 and side (a 640x480 capture gives 320x240, 1920x1080
-    320x180). A box average is 4x cheaper than Pillow's bilinear resize (0.3 vs 1.6 ms for
-    640x480), and thumbnails are for the eyes only: no score depends on them. (Crops are not
-    made this way: a box reduction before the models' bilinear resize doubled the demo
-    models' score shift against full resolution, to 0.12 for one model.)"""
+    320x180). A box average is cheaper than Pillow's bilinear resize: 0.23 vs 1.28 ms for
+    640x480, 1.23 vs 2.38 for 1920x1080 (`make bench`'s what-ifs, 2026-12-01); thumbnails are
+    for the eyes only: no score depends on them."""
     k = math.ceil(max(img.width, img.height) / side)
     return img.reduce(k) if k > 1 else img.copy()
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import re
 import shutil
 import tomllib
-import uuid
 from pathlib import Path
 
 from django.conf import settings
@@ -30,6 +28,7 @@ from liveness.manifest import (
 from liveness.runtime import LivenessModel, file_sha256
 from liveness.speed import measure_latency, measure_throughput
 
+from . import services
 from .models import Ensemble, EnsembleEvent, ModelVersion
 
 NOTE_MAX = EnsembleEvent._meta.get_field("note").max_length
@@ -80,16 +79,6 @@ def open_model(m: ModelManifest) -> LivenessModel:
         raise ManifestError(f"model.file: not a readable ONNX model: {reason}") from None
 
 
-def _copy_into_models_dir(src: Path, dst: Path) -> None:
-    """Copy under a temporary name, then rename: a reader never sees half a model file."""
-    part = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.part")
-    try:
-        shutil.copyfile(src, part)
-        os.replace(part, dst)
-    finally:
-        part.unlink(missing_ok=True)
-
-
 @contextlib.contextmanager
 def _atomic_with_files():
     """A transaction that also undoes the model files it copied into MODELS_DIR (the list it
@@ -136,7 +125,8 @@ def _register(
     settings.MODELS_DIR.mkdir(parents=True, exist_ok=True)
     dst = settings.MODELS_DIR / rel
     if not dst.exists():
-        _copy_into_models_dir(Path(m.file), dst)
+        # a temporary name, then a rename: a reader never sees half a model file
+        services.atomic_write(dst, lambda tmp: shutil.copyfile(m.file, tmp))
         if copied is not None:
             copied.append(dst)
     inputs = {i.name: i.shape for i in live.session.get_inputs()}

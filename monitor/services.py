@@ -83,11 +83,11 @@ STALE_TEMP_SECONDS = 300  # a write takes milliseconds: a temporary file this ol
 
 
 def temp_path(dst: Path) -> Path:
-    """Where `_atomic_write` writes `dst` before the rename: `.<name>.<8 hex>.tmp` beside it."""
+    """Where `atomic_write` writes `dst` before the rename: `.<name>.<8 hex>.tmp` beside it."""
     return dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
 
 
-def _atomic_write(dst: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(dst: Path, write: Callable[[Path], None]) -> None:
     """Write via a temporary name in the same folder, then rename: never a half-written file. A
     process killed in between leaves the temporary file: remove_stale_temp_files() takes it."""
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +100,7 @@ def _atomic_write(dst: Path, write: Callable[[Path], None]) -> None:
 
 
 def remove_stale_temp_files(folders: Iterable[Path], older_than: float | None = None) -> int:
-    """Delete the temporary files an interrupted _atomic_write left in `folders` (not below them),
+    """Delete the temporary files an interrupted atomic_write left in `folders` (not below them),
     when older than `older_than` seconds (STALE_TEMP_SECONDS): a write in progress is never that
     old. The age is the inode's change time, which a hard link or a copy sets to now (a hard link
     keeps the inbox file's old mtime). Returns how many were deleted."""
@@ -684,7 +684,7 @@ def write_files(im: Image, decoded=None, *, save: bool = True) -> bool:
     if im.sorted_path and im.sorted_path != rel:
         (settings.SORTED_DIR / im.sorted_path).unlink(missing_ok=True)
     if src.exists():
-        _atomic_write(settings.SORTED_DIR / rel, lambda tmp: _link_or_copy(src, tmp))
+        atomic_write(settings.SORTED_DIR / rel, lambda tmp: _link_or_copy(src, tmp))
         updates["sorted_path"] = rel
     if im.category != "unreadable" and not (im.has_thumbnail and decoded is None):
         thumb = decoded
@@ -694,7 +694,7 @@ def write_files(im: Image, decoded=None, *, save: bool = True) -> bool:
             except (OSError, UnreadableImage):
                 thumb = None
         if thumb is not None:
-            _atomic_write(settings.THUMBS_DIR / im.thumb_relpath, lambda tmp: thumb.save(tmp, "JPEG", quality=85))
+            atomic_write(settings.THUMBS_DIR / im.thumb_relpath, lambda tmp: thumb.save(tmp, "JPEG", quality=85))
             updates["has_thumbnail"] = True
     if updates and save:
         Image.objects.filter(pk=im.pk).update(**updates)

@@ -390,12 +390,12 @@ def test_it_leaves_no_file_behind_when_a_write_fails(tmp_path):
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OSError, match="No space left"):
-        services._atomic_write(dst, half_a_write)
+        services.atomic_write(dst, half_a_write)
     assert list(dst.parent.iterdir()) == []  # neither the file nor its temporary
 
     dst.write_bytes(b"the earlier version")
     with pytest.raises(OSError):
-        services._atomic_write(dst, half_a_write)
+        services.atomic_write(dst, half_a_write)
     assert list(dst.parent.iterdir()) == [dst] and dst.read_bytes() == b"the earlier version"
 
 

@@ -199,8 +199,16 @@ def figures(range_days: int, device_id: int | None, active_id: int | None) -> di
     with their markers (and their JSON for the charts). Plain values, so they can be cached."""
     # the range ends on the latest day with figures for any device, so a silent device shows gaps
     end = DailyMetric.objects.aggregate(last=Max("day"))["last"]
-    out = {"latest_day": end, "start": None, "kpi_row": None, "kpi_counts": [], "kpis": None, "markers": []}
-    out.update(data=None, trend_json="")
+    out = {
+        "latest_day": end,
+        "start": None,
+        "kpi_row": None,
+        "kpi_counts": [],
+        "kpis": None,
+        "markers": [],
+        "data": None,
+        "trend_json": "",
+    }
     if end is None:
         return out
     start = end - dt.timedelta(days=range_days - 1)
