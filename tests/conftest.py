@@ -124,15 +124,35 @@ def solid_png(color=(128, 128, 128), size=(64, 64)) -> bytes:
     return buf.getvalue()
 
 
+def inbox_image(settings, day: str, device: str = "phone-01", name: str = "face.png", *, thumbnail: bool = False):
+    """A stored Image whose file is in the inbox (a grey PNG), with its thumbnail if asked."""
+    from monitor.models import Image
+    from tests import factories
+
+    data = solid_png()
+    put(settings.INBOX_DIR, day, device, name, data)
+    im = factories.image(day=day, device_name=device, path=f"{day}/{device}/{name}", format="PNG", file_size=len(data))
+    if thumbnail:
+        thumb = settings.THUMBS_DIR / im.thumb_relpath
+        thumb.parent.mkdir(parents=True, exist_ok=True)
+        thumb.write_bytes(data)
+        Image.objects.filter(pk=im.pk).update(has_thumbnail=True)
+        im.has_thumbnail = True
+    return im
+
+
 PERSONAS = ("viewer", "reviewer", "admin")
 
 
 @pytest.fixture
-def personas(db):
+def personas(db, settings):
     """One user per role (and `nobody`: logged in, in no group), keyed by role. Log them in with
     `client.force_login(user)`: `client.login()` calls authenticate() without a request, which
-    django-axes (login throttling) refuses; a test of the login itself posts to the login page."""
+    django-axes (login throttling) refuses; a test of the login itself posts to the login page.
+    Their passwords are hashed with MD5 for the test (Django's PBKDF2 takes 0.23 s a user here)."""
     from django.contrib.auth.models import Group, User
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
     users = {}
     for role in PERSONAS:

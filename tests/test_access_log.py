@@ -13,25 +13,14 @@ from monitor.models import ImageAccess
 from monitor.views import access_log
 from monitor.views.access_log import client_ip
 from tests import factories as f
-from tests.conftest import put, solid_png
+from tests.conftest import inbox_image
 
 DAY = dt.date(2026, 11, 20)
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast personas
-
-
 @pytest.fixture
 def image(settings, db):
-    put(settings.INBOX_DIR, DAY.isoformat(), "phone-01", "face.png", solid_png())
-    im = f.image(day=DAY, path=f"{DAY.isoformat()}/phone-01/face.png", format="PNG")
-    (settings.THUMBS_DIR / im.thumb_relpath).parent.mkdir(parents=True)
-    (settings.THUMBS_DIR / im.thumb_relpath).write_bytes(solid_png())
-    im.has_thumbnail = True
-    im.save()
-    return im
+    return inbox_image(settings, DAY.isoformat(), thumbnail=True)
 
 
 def test_it_records_who_opened_an_original_and_when(client, personas, image):

@@ -299,9 +299,8 @@ def scoring(run: Run, ids: list[int]) -> None:
 
 
 def score_all(run: Run, ids: list[int]) -> Run:
-    for batch in services.chunks(ids, BATCH):
-        services.score_batch(run.pk, batch)
-    return services.finish_run(run.pk)
+    """Score `ids` for `run` in this process, batch after batch, then finish the run."""
+    return services.run_in_process(run, lambda _: ids, services.score_batch, services.finish_run, batch_size=BATCH)
 
 
 @pytest.mark.django_db

@@ -19,11 +19,6 @@ from tests.conftest import DEMO_MANIFEST
 DEMO_T = load_manifest(DEMO_MANIFEST).threshold  # the shipped demo ensemble's threshold
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast personas
-
-
 @pytest.fixture
 def candidate(demo_ensemble):
     """A second, inactive ensemble of the demo models."""

@@ -25,11 +25,6 @@ OLD = TODAY - dt.timedelta(days=40)
 RECENT = TODAY - dt.timedelta(days=2)
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast personas
-
-
 @pytest.fixture
 def two_days(demo_ensemble, settings):
     """An old and a recent day, scored from real files: three labelled faces each, and on the

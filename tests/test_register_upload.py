@@ -6,21 +6,17 @@ half-registered. Only admins may; the POSTs need a CSRF token."""
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from liveness.manifest import ManifestError
-from liveness.runtime import file_sha256
+from liveness.manifest import ManifestError, load_manifest
+from liveness.runtime import LivenessModel, file_sha256
 from liveness.tests.onnx_models import manifest_text, write_model
 from monitor import registry
 from monitor.models import Ensemble, EnsembleEvent, ModelVersion
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast personas
 
 
 @pytest.fixture
@@ -106,10 +102,12 @@ def test_it_scores_with_an_uploaded_model_like_with_a_registered_one(admin, tiny
     post_model(admin, tiny, tiny.with_suffix(".onnx"))
     mv = ModelVersion.objects.get()
     model = registry.open_model(registry.model_manifest(mv))
-    import numpy as np
+    original = LivenessModel(load_manifest(tiny))  # the uploaded files, as the command would load them
 
     crops = np.full((1, 16, 16, 3), (255, 0, 51), np.uint8)
     assert np.allclose(model.session.run(None, {"input": model.to_tensor(crops)})[0], [[1.0, 0.0, 0.2]])
+    assert np.allclose(model.live_probability(model.probabilities(crops)), [1.0])  # live_index 0
+    assert np.array_equal(model.probabilities(crops), original.probabilities(crops))
 
 
 def test_it_shows_an_unknown_manifest_key_on_the_form_and_registers_nothing(admin, tiny, settings, upload_tmp):

@@ -19,18 +19,13 @@ from django.urls import reverse
 from monitor.models import Image, ImageAccess, Run
 from tests import factories as f
 from tests import test_access
-from tests.conftest import ROOT, put, solid_png
+from tests.conftest import ROOT, inbox_image, solid_png
 from tests.test_access import project_urls
 from tests.test_settings import settings_in_env
 
 DAY = dt.date(2026, 11, 20)
 rows = test_access.rows  # the fixture: a row of each table the URLs point at
 PASSWORD = "a-long-test-password"
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast personas and logins
 
 
 def production_env(tmp_path, **more) -> dict:
@@ -292,9 +287,7 @@ def test_it_answers_404_to_paths_under_the_file_urls(client, personas, settings)
 
 
 def scored_file(settings, name="face.png") -> Image:
-    data = solid_png()
-    put(settings.INBOX_DIR, DAY.isoformat(), "phone-01", name, data)
-    return f.image(day=DAY, path=f"{DAY.isoformat()}/phone-01/{name}", format="PNG", file_size=len(data))
+    return inbox_image(settings, DAY.isoformat(), name=name)
 
 
 @pytest.mark.parametrize(

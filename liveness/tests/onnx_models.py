@@ -133,3 +133,15 @@ def write_model(
     path = directory / f"{name}.toml"
     path.write_text(manifest_text(sections), encoding="utf-8")
     return path
+
+
+def pipeline_of(tmp_path, **models: dict):
+    """A Pipeline whose ensemble (mean, threshold 0.5) has one model per keyword: name =
+    write_model's arguments."""
+    from liveness.ensemble import Ensemble
+    from liveness.manifest import load_manifest
+    from liveness.pipeline import Pipeline
+    from liveness.runtime import LivenessModel
+
+    manifests = [load_manifest(write_model(tmp_path, name, **kwargs)) for name, kwargs in models.items()]
+    return Pipeline(Ensemble("t", [LivenessModel(m) for m in manifests], 0.5))

@@ -4,7 +4,7 @@ src/generate_patches.py), transcribed below with OpenCV as its authors run it.
 A manifest with side "axes", border "shift", resize "stretch" and interpolation "opencv_linear"
 must give the model the same pixels as the authors' code: the same rectangle exactly, and every
 pixel within one grey level. Pillow's sampling truncates where OpenCV's fixed point rounds, so
-up to about half of the values are one lower than OpenCV's.
+up to about half of the values are one lower than OpenCV's, none higher.
 """
 
 from __future__ import annotations
@@ -64,6 +64,16 @@ def textured(w=640, h=480, seed=3) -> np.ndarray:
 
 IMAGE = textured()
 
+
+def assert_like_opencv(got: np.ndarray, want: np.ndarray) -> None:
+    """Pillow's truncation against OpenCV's rounding: each value equal or one lower, never
+    higher, never further off; on average less than 0.6 lower."""
+    assert got.shape == want.shape
+    d = got.astype(int) - want.astype(int)
+    assert d.min() >= -1 and d.max() <= 0, np.argwhere((d < -1) | (d > 0))[:5].tolist()
+    assert -d.mean() < 0.6
+
+
 boxes = st.builds(
     lambda x, y, w, h: (x, y, w, h),
     st.integers(-20, 600),
@@ -89,10 +99,7 @@ def test_it_cuts_the_same_rectangle_as_minifasnet(bbox, scale):
 def test_it_gives_the_model_the_pixels_minifasnet_gives_it(bbox, out):
     want = reference_crop(IMAGE, bbox, 2.7, *out)
     got = crop_face(Image.fromarray(IMAGE), MINIFASNET, Box(*bbox), (out[1], out[0]))
-    assert got.shape == want.shape
-    diff = np.abs(got.astype(int) - want.astype(int))
-    assert diff.max() <= 1
-    assert diff.mean() < 0.6
+    assert_like_opencv(got, want)
 
 
 @pytest.mark.parametrize("size", [(17, 23), (80, 80), (200, 150), (7, 300)])
@@ -101,9 +108,7 @@ def test_it_resizes_like_opencv_inter_linear(size, shape):
     src = textured(shape[1], shape[0], seed=7)
     want = cv2.resize(src, size, interpolation=cv2.INTER_LINEAR)
     got = np.asarray(resize_linear(Image.fromarray(src), *size))
-    diff = np.abs(got.astype(int) - want.astype(int))
-    assert diff.max() <= 1
-    assert diff.mean() < 0.6
+    assert_like_opencv(got, want)
 
 
 def zero_filled_cv2_crop(rgb: np.ndarray, rect, out_w: int, out_h: int, letterbox: bool) -> np.ndarray:
@@ -134,12 +139,13 @@ def test_it_fills_zeros_outside_the_image_as_opencv_on_the_padded_cut_out(resize
     cut-out, the zeros blended into the edge pixels as OpenCV blends them."""
     recipe = CropRecipe(side="axes", scale=scale, border="pad", resize=resize, interpolation="opencv_linear")
     image = Image.fromarray(IMAGE)
-    rect = source_rect(image, recipe, Box(*bbox))
+    x, y, w, h = bbox  # pad: the box scaled about its centre, rounded to whole pixels, not moved
+    rect = tuple(round(v) for v in (x + w / 2 - scale * w / 2, y + h / 2 - scale * h / 2))
+    rect += tuple(round(v) for v in (x + w / 2 + scale * w / 2, y + h / 2 + scale * h / 2))
+    assert source_rect(image, recipe, Box(*bbox)) == rect
     want = zero_filled_cv2_crop(IMAGE, rect, 128, 96, resize == "letterbox")
     got = crop_face(image, recipe, Box(*bbox), (96, 128))
-    diff = np.abs(got.astype(int) - want.astype(int))
-    assert diff.max() <= 1, (rect, np.argwhere(diff > 1)[:5].tolist())
-    assert diff.mean() < 0.6
+    assert_like_opencv(got, want)
 
 
 def test_it_differs_from_the_reference_with_pillow_resizing_when_shrinking_a_lot():

@@ -421,6 +421,8 @@ def test_it_loads_the_documented_examples(tmp_path):
 
 def test_it_loads_every_shared_model_manifest():
     paths = sorted(SHARED_MODELS.rglob("*.toml")) if SHARED_MODELS.is_dir() else []
+    if not paths:
+        pytest.skip(f"no model manifests under {SHARED_MODELS}")
     for path in paths:
         if "detector" in tomllib.loads(path.read_text(encoding="utf-8")):
             load_detector_manifest(path)

@@ -21,7 +21,7 @@ from liveness.pipeline import FileInput, Pipeline
 from liveness.quality import Gates
 from liveness.runtime import LivenessModel
 
-from .onnx_models import write_model
+from .onnx_models import pipeline_of, write_model
 
 GOOD_BOX = {"x": 70, "y": 60, "w": 160, "h": 170}
 
@@ -349,16 +349,18 @@ def test_it_crops_once_for_models_that_cut_the_same_pixels(tmp_path, encode, mon
     (r,) = Pipeline(Ensemble("t", list(models.values()), 0.5)).analyse([FileInput(data, sidecar(face=big))])
     assert len(calls) == 2  # a and b share one crop (both 299 px high, shifted alike), c has its own
     assert r.crop_rects["a"] == r.crop_rects["b"]
+    assert r.crop_rects["a"][3] - r.crop_rects["a"][1] == 299  # the whole image height, minus MiniFASNet's 1
     for name, model in models.items():
         (alone,) = Pipeline(Ensemble(name, [model], 0.5)).analyse([FileInput(data, sidecar(face=big))])
         assert alone.scores[name] == r.scores[name]
 
     calls.clear()
-    Pipeline(Ensemble("t", [models["a"], models["b"]], 0.5)).analyse([FileInput(data, sidecar(face=small))])
+    (r,) = Pipeline(Ensemble("t", [models["a"], models["b"]], 0.5)).analyse([FileInput(data, sidecar(face=small))])
     assert len(calls) == 2  # 81 and 120 px crops: one each
+    assert [round(r.crop_rects[n][2] - r.crop_rects[n][0]) for n in "ab"] == [81, 120]
 
 
-def test_it_gives_every_model_exactly_its_own_crop_on_a_reduced_decode(tmp_path):
+def test_it_gives_every_model_exactly_its_own_crop_on_a_reduced_decode(tmp_path, encode):
     """Shared crops are exact: on a JPEG decoded at half size (1001x750 -> 501x375, whose
     original-size height rounds to 749), each model gets what crop_face cuts for it alone."""
     from liveness.crop import crop_face
@@ -371,14 +373,10 @@ def test_it_gives_every_model_exactly_its_own_crop_on_a_reduced_decode(tmp_path)
         "axes4": {"side": "axes", "scale": 4.0, "border": "shift"},
         "max3_letterbox": {"side": "max", "scale": 3.0, "border": "shift", "resize": "letterbox"},
     }
-    for name, crop in recipes.items():
-        write_model(tmp_path, name, crop=crop)
-    ens = Ensemble("t", [LivenessModel(load_manifest(tmp_path / f"{n}.toml")) for n in recipes], 0.5)
-    pipeline = Pipeline(ens)
+    pipeline = pipeline_of(tmp_path, **{name: {"crop": crop} for name, crop in recipes.items()})
+    ens = pipeline.ensemble
     rng = np.random.default_rng(8)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (750, 1001, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
-    data = buf.getvalue()
+    data = encode(Image.fromarray(rng.integers(0, 256, (750, 1001, 3), dtype=np.uint8)), "JPEG", quality=90)
     for box in ({"x": 181, "y": 159, "w": 546, "h": 524}, {"x": 0, "y": 340, "w": 410, "h": 405}):
         r, crops = pipeline._prepare(FileInput(data, sidecar(face=box)))
         assert r.reduction == 2

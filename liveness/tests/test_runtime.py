@@ -196,8 +196,9 @@ def test_it_refuses_a_live_index_beyond_fixed_model_outputs_at_load(tmp_path):
 
 
 def test_it_accepts_the_last_index_of_fixed_model_outputs(tmp_path):
-    m = model(tmp_path, input={"scale": "raw"}, output={"live_index": 2})
-    np.testing.assert_allclose(m.live_probability(m.probabilities(crops_of((0, 0, 0)))), [0.0])
+    m = model(tmp_path, output={"live_index": 2})
+    live = m.live_probability(m.probabilities(crops_of((200, 100, 50))))
+    np.testing.assert_allclose(live, [50 / 255], rtol=1e-6)  # the third channel's mean, no other
 
 
 @pytest.mark.parametrize("classes", [["live", "print"], ["live", "print", "replay", "mask"]])
