@@ -375,6 +375,21 @@ def _attack_type_codes(attack_types, n: int) -> tuple[list[str], np.ndarray]:
     return names, remap[raw_codes] if n else raw_codes
 
 
+def reported_apcer(per_type: dict[str, Rate]) -> tuple[str, Rate] | None:
+    """The reported APCER of ISO/IEC 30107-3: (type, rate) of the worst PAI species (first by name
+    on ties). Attacks without a type (UNKNOWN_TYPE) are no species: they never set it and are
+    reported apart. When no attack has a type at all, the attacks are one pooled group, reported
+    under UNKNOWN_TYPE (a score file without attack types still gets its APCER and BPCER20).
+    None without attacks."""
+    typed = {name: r for name, r in per_type.items() if name != UNKNOWN_TYPE and r.n}
+    pool = typed or {name: r for name, r in per_type.items() if r.n}
+    worst = None
+    for name in sorted(pool):
+        if worst is None or pool[name].value > worst[1].value:
+            worst = (name, pool[name])
+    return worst
+
+
 def _labelled(scores, is_attack):
     s = np.asarray(scores, dtype=np.float64).ravel()
     a = np.asarray(is_attack, dtype=bool).ravel()

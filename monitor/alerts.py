@@ -1,8 +1,9 @@
 """Alert rules (SPEC section 5), evaluated per day once its figures are computed (monitor/daily.py).
 
-Each rule gives a verdict per device and for all devices (device = NULL) on one DailyMetric row
-per day: the active ensemble's row when it has one that day, else the ensemble with the most images.
-Trailing windows use the same ensemble's rows (a new model starts without a baseline).
+Each rule gives a verdict per device and for all devices (device = NULL) on the day's DailyMetric
+row, which covers every production decision of the day whichever ensemble made it, counted on the
+images that passed the quality gates. Trailing windows use the days mostly decided by the same
+ensemble as the day (a new model starts without a baseline).
 
 - `flag_rate`: flagged / scored above its limit. The limit is the absolute bound
   KOALA_ALERT_MAX_FLAG_RATE when an admin sets one, else the control limit: mean + 3 sigma of the
@@ -22,8 +23,8 @@ Trailing windows use the same ensemble's rows (a new model starts without a base
 
 A verdict is fired / fine / none (too few images, no baseline). An active alert (open or
 acknowledged) is unique per (rule, device). It closes once the verdict has been *fine* on
-KOALA_ALERT_CLEAR_DAYS (2) consecutive days after the last day it fired; days without a verdict
-do not count. Acknowledging keeps it listed until then. Verdicts are recomputed from the stored
+KOALA_ALERT_CLEAR_DAYS (2) days with a verdict in a row after the last day it fired; days
+without a verdict (too few images) are skipped: they neither break nor extend the run. Acknowledging keeps it listed until then. Verdicts are recomputed from the stored
 figures, so evaluating a day again changes nothing (no duplicate alert, no second email).
 """
 
@@ -45,7 +46,7 @@ from django.utils import timezone
 
 from liveness.metrics import psi_from_counts
 
-from .models import Alert, DailyMetric, Device, Ensemble
+from .models import Alert, DailyMetric, Device
 
 log = logging.getLogger(__name__)
 
@@ -93,19 +94,22 @@ class Verdict:
 
 
 NO_VERDICT = Verdict(None)
+MAX_CLEAR_LOOKBACK = 60  # days searched back for the good days that close an alert
 
 
 class History:
     """The DailyMetric rows every verdict of one evaluation needs, read in one query:
-    {device_id: {day: {ensemble_id: row}}}, device_id None = all devices."""
+    {device_id: {day: row}}, device_id None = all devices. A row holds every production decision
+    of its day, whichever ensemble made it (monitor/daily.py)."""
 
-    def __init__(self, day: dt.date, cfg: Config):
+    def __init__(self, day: dt.date, cfg: Config, since: dt.date | None = None):
         self.cfg = cfg
         start = day - dt.timedelta(days=cfg.window + cfg.clear_days - 1)
-        self.rows: dict[int | None, dict[dt.date, dict[int | None, DailyMetric]]] = {}
+        if since is not None:
+            start = min(start, since - dt.timedelta(days=cfg.window))
+        self.rows: dict[int | None, dict[dt.date, DailyMetric]] = {}
         for m in DailyMetric.objects.filter(day__gte=start, day__lte=day).defer("model_versions", "counts"):
-            self.rows.setdefault(m.device_id, {}).setdefault(m.day, {})[m.ensemble_id] = m
-        self.active_id = Ensemble.objects.filter(is_active=True).values_list("id", flat=True).first()
+            self.rows.setdefault(m.device_id, {})[m.day] = m
         # days on which a rule fired (its alerts' spans) stay out of that rule's baseline
         self.fired: dict[tuple[str, int | None], set[dt.date]] = {}
         spans = Alert.objects.filter(last_day__gte=start, day__lte=day).values_list(
@@ -116,17 +120,13 @@ class History:
             days.update(first + dt.timedelta(days=i) for i in range((last - first).days + 1))
 
     def chosen(self, device_id: int | None, day: dt.date) -> DailyMetric | None:
-        per = self.rows.get(device_id, {}).get(day)
-        if not per:
-            return None
-        if self.active_id in per:
-            return per[self.active_id]
-        return max(per.values(), key=lambda m: (m.images, m.ensemble_id or 0))
+        return self.rows.get(device_id, {}).get(day)
 
     def window(self, device_id: int | None, day: dt.date, ensemble_id: int | None) -> list[DailyMetric]:
+        """The trailing days mostly decided by the same ensemble (a new model starts without a baseline)."""
         rows = self.rows.get(device_id, {})
-        found = (rows.get(day - dt.timedelta(days=back), {}).get(ensemble_id) for back in range(1, self.cfg.window + 1))
-        return [m for m in found if m is not None]
+        found = (rows.get(day - dt.timedelta(days=back)) for back in range(1, self.cfg.window + 1))
+        return [m for m in found if m is not None and m.ensemble_id == ensemble_id]
 
     def baseline(self, rule: str, device_id: int | None, day: dt.date, ensemble_id: int | None, usable) -> list:
         """The trailing window's usable rows without the days the rule fired; the whole window when
@@ -137,7 +137,8 @@ class History:
         return clean if len(clean) >= self.cfg.min_history else rows
 
     def reported(self, device_id: int | None, day: dt.date) -> int:
-        return sum(m.images for m in self.rows.get(device_id, {}).get(day, {}).values())
+        m = self.chosen(device_id, day)
+        return m.images if m else 0
 
 
 def _pct(x: float) -> str:
@@ -180,6 +181,8 @@ def _rate_verdict(rule: str, h: History, device_id: int | None, day: dt.date) ->
         basis = f"{len(past)}-day mean {_pct(mean)} + {cfg.sigmas:g} sigma"
     fired = value > limit
     text = f"{name} {_pct(value)} ({k} / {n}) {'above' if fired else 'within'} its limit {_pct(limit)} ({basis})"
+    if m.mixed:
+        text += f"; the day was decided by {m.decided_text}"
     return Verdict(fired, value, limit, n, m.ensemble_id, text)
 
 
@@ -238,8 +241,9 @@ def evaluate_day(day: dt.date | str) -> list[Alert]:
     """
     day = dt.date.fromisoformat(day) if isinstance(day, str) else day
     cfg = Config.from_settings()
-    h = History(day, cfg)
     active = {(a.rule, a.device_id): a for a in Alert.objects.active()}
+    since = min((a.last_day for a in active.values() if a.last_day < day), default=None)
+    h = History(day, cfg, since=max(since, day - dt.timedelta(days=MAX_CLEAR_LOOKBACK)) if since else None)
     scopes = {None} | set(h.rows) | {device_id for _, device_id in active}
     names = dict(Device.objects.filter(pk__in=[s for s in scopes if s is not None]).values_list("id", "name"))
     opened = []
@@ -261,16 +265,27 @@ def evaluate_day(day: dt.date | str) -> list[Alert]:
                         last_day=day, value=verdict.value, limit=verdict.limit, count=verdict.count, message=message
                     )
             elif alert is not None and verdict.fired is False:
-                if day > alert.last_day and all(
-                    check(h, device_id, day - dt.timedelta(days=back)).fired is False
-                    for back in range(1, cfg.clear_days)
-                ):
+                if day > alert.last_day and _cleared(check, h, device_id, day, alert.last_day):
                     _close(alert, day)
                 elif day == alert.day == alert.last_day:
                     _close(alert, day)  # the only day it fired no longer does (late files, new labels)
     if opened:
         _send_email(day, opened)
     return opened
+
+
+def _cleared(check, h: History, device_id: int | None, day: dt.date, last_fired: dt.date) -> bool:
+    """The verdict was fine on `day` and on the KOALA_ALERT_CLEAR_DAYS - 1 latest days with a
+    verdict before it, all after the alert last fired; days without a verdict are skipped."""
+    needed = h.cfg.clear_days - 1
+    back = day - dt.timedelta(days=1)
+    while needed > 0 and back > last_fired and day - back <= dt.timedelta(days=MAX_CLEAR_LOOKBACK):
+        fired = check(h, device_id, back).fired
+        if fired:
+            return False
+        needed -= fired is False
+        back -= dt.timedelta(days=1)
+    return needed == 0
 
 
 def _open(rule: str, device_id: int | None, day: dt.date, verdict: Verdict, message: str) -> Alert | None:

@@ -15,11 +15,14 @@ from django.db.models import Case, Count, IntegerField, Q, Value, When
 
 from liveness.metrics import UNKNOWN_TYPE
 
-from .models import DailyMetric, Image, Run
+from .models import DailyMetric, Image
 
 PASSED = Q(category__in=["live", "attack"])
 FLAGGED = Q(category="attack")
+DECIDED = Q(category__in=["live", "attack", "low_quality"], decision__in=["live", "attack"])
+DECIDED_ATTACK = DECIDED & Q(decision="attack")
 HISTOGRAM_BINS = 10  # liveness.metrics.psi's default
+COUNT_FIELDS = ("scored", "flagged", "genuine", "fp", "attacks", "tp")
 
 
 def score_bin(field: str = "score", bins: int = HISTOGRAM_BINS) -> Case:
@@ -33,82 +36,124 @@ def score_bin(field: str = "score", bins: int = HISTOGRAM_BINS) -> Case:
     return Case(*whens, default=Value(bins - 1), output_field=IntegerField())
 
 
-def compute_day(day: dt.date) -> list[DailyMetric]:
-    """Replace the day's DailyMetric rows: one per (ensemble, device) and one per ensemble for
-    all devices. Images without an ensemble (unreadable, no face) count under the run's.
+def _counts(passed: Q, flagged: Q) -> dict:
+    return {
+        "scored": Count("id", filter=passed),
+        "flagged": Count("id", filter=flagged),
+        "genuine": Count("id", filter=passed & Q(label="genuine")),
+        "fp": Count("id", filter=flagged & Q(label="genuine")),
+        "attacks": Count("id", filter=passed & Q(label="attack")),
+        "tp": Count("id", filter=flagged & Q(label="attack")),
+    }
 
-    Keeps its signature: the end of a run (services.finish_run) and tasks.recompute_day call it;
-    alert rules are evaluated separately (monitor.alerts.evaluate_day)."""
+
+def compute_day(day: dt.date) -> list[DailyMetric]:
+    """Replace the day's DailyMetric rows: one per device and one for all devices, each covering
+    every production decision of the day whichever ensemble and threshold made it (`decided_by`
+    lists them). A fixed number of queries whatever the day's size."""
+    every = {f"all_{k}": v for k, v in _counts(DECIDED, DECIDED_ATTACK).items()}
     rows = (
         Image.objects.filter(day=day)
-        .values("ensemble_id", "device_id", "category")
-        .annotate(
-            n=Count("id"),
-            genuine=Count("id", filter=PASSED & Q(label="genuine")),
-            fp=Count("id", filter=FLAGGED & Q(label="genuine")),
-            attacks=Count("id", filter=PASSED & Q(label="attack")),
-            tp=Count("id", filter=FLAGGED & Q(label="attack")),
-        )
+        .values("device_id", "category")
+        .annotate(n=Count("id"), **_counts(PASSED, FLAGGED), **every)
         .order_by()
     )
-    runs = Run.objects.filter(day=day, status=Run.DONE, shadow=False).exclude(ensemble=None).order_by("-finished_at")
-    last = runs.first()
-    default_ensemble = last.ensemble_id if last else None
-    metrics: dict[tuple, DailyMetric] = {}
+    metrics: dict[int | None, DailyMetric] = {}
+
+    def row(device_id):
+        if device_id not in metrics:
+            metrics[device_id] = DailyMetric(
+                day=day, device_id=device_id, counts={}, attack_types={}, all_attack_types={}, decided_by=[]
+            )
+            metrics[device_id].histogram = [0] * HISTOGRAM_BINS
+        return metrics[device_id]
+
     for r in rows:
-        ensemble_id = r["ensemble_id"] or default_ensemble
         for device_id in (r["device_id"], None):
-            m = metrics.get((ensemble_id, device_id))
-            if m is None:
-                m = metrics[(ensemble_id, device_id)] = DailyMetric(
-                    day=day, device_id=device_id, ensemble_id=ensemble_id, counts={}, attack_types={}
-                )
+            m = row(device_id)
             m.images += r["n"]
             m.counts[r["category"]] = m.counts.get(r["category"], 0) + r["n"]
-            if r["category"] in ("live", "attack"):
-                m.scored += r["n"]
-            if r["category"] == "attack":
-                m.flagged += r["n"]
-            m.genuine += r["genuine"]
-            m.fp += r["fp"]
-            m.attacks += r["attacks"]
-            m.tp += r["tp"]
-    for m in metrics.values():
-        m.histogram = [0] * HISTOGRAM_BINS
+            for field in COUNT_FIELDS:
+                setattr(m, field, getattr(m, field) + r[field])
+                setattr(m, f"all_{field}", getattr(m, f"all_{field}") + r[f"all_{field}"])
     by_type = (
-        Image.objects.filter(PASSED, day=day, label="attack")
-        .values("ensemble_id", "device_id", "attack_type")
-        .annotate(n=Count("id"), tp=Count("id", filter=FLAGGED))
+        Image.objects.filter(DECIDED, day=day, label="attack")
+        .values("device_id", "attack_type")
+        .annotate(
+            n=Count("id", filter=PASSED),
+            tp=Count("id", filter=FLAGGED),
+            all_n=Count("id"),
+            all_tp=Count("id", filter=DECIDED_ATTACK),
+        )
         .order_by()
     )
     for r in by_type:
         name = r["attack_type"].strip() or UNKNOWN_TYPE
         for device_id in (r["device_id"], None):
-            counts = metrics[(r["ensemble_id"] or default_ensemble, device_id)].attack_types.setdefault(
-                name, {"attacks": 0, "tp": 0}
-            )
-            counts["attacks"] += r["n"]
-            counts["tp"] += r["tp"]
+            m = row(device_id)
+            for field, n, tp in (("attack_types", r["n"], r["tp"]), ("all_attack_types", r["all_n"], r["all_tp"])):
+                if n:
+                    counts = getattr(m, field).setdefault(name, {"attacks": 0, "tp": 0})
+                    counts["attacks"] += n
+                    counts["tp"] += tp
     bins = (
         Image.objects.filter(PASSED, day=day, score__isnull=False)
         .annotate(bin=score_bin())
-        .values("ensemble_id", "device_id", "bin")
+        .values("device_id", "bin")
         .annotate(n=Count("id"))
         .order_by()
     )
     for r in bins:
         for device_id in (r["device_id"], None):
-            metrics[(r["ensemble_id"] or default_ensemble, device_id)].histogram[r["bin"]] += r["n"]
-    used = {}  # ensemble -> (threshold, model versions) of its latest scored image that day
-    for ensemble_id in {e for e, _ in metrics}:
-        latest = Image.objects.filter(day=day, ensemble_id=ensemble_id).exclude(score=None).order_by("-scored_at")
-        used[ensemble_id] = latest.values_list("threshold", "model_versions").first() or (None, {})
-    for (ensemble_id, _), m in metrics.items():
-        m.threshold, m.model_versions = used[ensemble_id]
+            row(device_id).histogram[r["bin"]] += r["n"]
+    _set_decided_by(day, metrics)
     with transaction.atomic():
         lock_day(day)  # two computations of one day at once must not both insert
         DailyMetric.objects.filter(day=day).delete()
         return DailyMetric.objects.bulk_create(metrics.values())
+
+
+def _set_decided_by(day: dt.date, metrics: dict[int | None, DailyMetric]) -> None:
+    """Who decided the day's scored images: per (ensemble, threshold) the images and the model
+    versions of its latest image, most images first; the row's `ensemble`, `threshold` and
+    `model_versions` are the first of them. Images without a score (unreadable, no face) decided
+    nothing and are left out."""
+    groups = (
+        Image.objects.filter(day=day, score__isnull=False)
+        .values("device_id", "ensemble_id", "ensemble__name", "threshold")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    per_device: dict[int | None, dict[tuple, dict]] = {}
+    for g in groups:
+        for device_id in (g["device_id"], None):
+            key = (g["ensemble_id"], g["threshold"])
+            d = per_device.setdefault(device_id, {}).setdefault(
+                key,
+                {
+                    "ensemble": g["ensemble__name"],
+                    "ensemble_id": g["ensemble_id"],
+                    "threshold": g["threshold"],
+                    "images": 0,
+                },
+            )
+            d["images"] += g["n"]
+    versions = {}
+    for ensemble_id, threshold in per_device.get(None, {}):
+        latest = Image.objects.filter(day=day, ensemble_id=ensemble_id, threshold=threshold).order_by("-scored_at")
+        versions[(ensemble_id, threshold)] = latest.values_list("model_versions", flat=True).first() or {}
+    for device_id, m in metrics.items():
+        found = sorted(
+            per_device.get(device_id, {}).items(), key=lambda kv: (-kv[1]["images"], -(kv[1]["ensemble_id"] or 0))
+        )
+        m.decided_by = [d | {"model_versions": versions[key]} for key, d in found]
+        if m.decided_by:
+            first = m.decided_by[0]
+            m.ensemble_id, m.threshold, m.model_versions = (
+                first["ensemble_id"],
+                first["threshold"],
+                first["model_versions"],
+            )
 
 
 def lock_day(day: dt.date) -> None:

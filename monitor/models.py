@@ -1,10 +1,14 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models import Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from liveness.metrics import Rate, wilson
+from liveness.metrics import Rate, reported_apcer, wilson
 
 CATEGORIES = ["live", "attack", "low_quality", "no_face", "unreadable"]
 CATEGORY_CHOICES = [(c, c.replace("_", " ")) for c in CATEGORIES]
@@ -384,18 +388,43 @@ class InboxFile(models.Model):
 
 
 class DailyMetric(models.Model):
-    """One day's figures for one ensemble, per device and for all devices (device = NULL).
+    """One day's production figures, per device and for all devices (device = NULL).
 
-    The decision figures count images that passed the quality gates (the `live` and `attack`
-    folders): flag rate = attack / (live + attack); on labelled ones, FPR = genuine flagged /
-    genuine and TPR = attacks flagged / attacks (positive = attack, SPEC section 2).
+    A row covers every production decision of the day, whichever ensemble made it: a day scored
+    partly by one ensemble and partly by another after an activation (late files) is one row,
+    with `decided_by` saying who decided how many at which threshold. Shadow runs never count.
+
+    Two counts of the same decisions (SPEC section 2, positive = attack):
+    - gated (the plain fields): the images that passed the quality gates (`live` and `attack`
+      folders): flag rate = attack / (live + attack); on labelled ones FPR = genuine flagged /
+      genuine and TPR = attacks flagged / attacks. Alerts judge these.
+    - all scored (the `all_` fields): every image with a score and a decision, `low_quality`
+      included, as the threshold table's "no filter" row counts them.
     """
+
+    GATED, ALL = "gated", "all"
+    COUNTED = {
+        GATED: "images that passed the quality gates (live + attack)",
+        ALL: "all scored images (live + attack + low quality)",
+    }
 
     day = models.DateField()
     device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.CASCADE)
-    ensemble = models.ForeignKey(Ensemble, null=True, blank=True, on_delete=models.CASCADE)
-    threshold = models.FloatField(null=True)
+    ensemble = models.ForeignKey(
+        Ensemble,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        help_text="the ensemble that made most of the day's decisions",
+    )
+    threshold = models.FloatField(null=True, help_text="the threshold of most of the day's decisions")
     model_versions = models.JSONField(default=dict, blank=True)
+    decided_by = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='[{"ensemble": name, "ensemble_id": id, "threshold": t, "model_versions": {}, "images": n}] '
+        "per (ensemble, threshold) that decided scored images that day, most images first",
+    )
     images = models.PositiveIntegerField(default=0)
     counts = models.JSONField(default=dict, blank=True, help_text="images per category")
     scored = models.PositiveIntegerField(default=0, help_text="passed the gates and got a decision")
@@ -408,8 +437,15 @@ class DailyMetric(models.Model):
         default=dict,
         blank=True,
         help_text='labelled attacks that passed the gates, per attack type: {"print": {"attacks": n, "tp": k}}; '
-        'attacks without a type count as "unknown"',
+        'attacks without a type count as "unknown" (reported apart, never as the worst type)',
     )
+    all_scored = models.PositiveIntegerField(default=0, help_text="got a decision, low quality included")
+    all_flagged = models.PositiveIntegerField(default=0)
+    all_genuine = models.PositiveIntegerField(default=0)
+    all_fp = models.PositiveIntegerField(default=0)
+    all_attacks = models.PositiveIntegerField(default=0)
+    all_tp = models.PositiveIntegerField(default=0)
+    all_attack_types = models.JSONField(default=dict, blank=True)
     histogram = models.JSONField(
         default=list,
         blank=True,
@@ -425,7 +461,77 @@ class DailyMetric(models.Model):
     def __str__(self):
         return f"{self.day} {self.device or 'all devices'}"
 
-    # rates with counts and Wilson intervals (SPEC section 2; positive = attack)
+    def figures(self, counted: str = GATED) -> DayFigures:
+        """The day's decision figures counted one way (GATED or ALL)."""
+        prefix = "all_" if counted == self.ALL else ""
+        return DayFigures(
+            counted,
+            *(getattr(self, prefix + f) for f in ("scored", "flagged", "genuine", "fp", "attacks", "tp")),
+            getattr(self, prefix + "attack_types") or {},
+        )
+
+    @property
+    def mixed(self) -> bool:
+        """More than one ensemble or threshold decided the day's images."""
+        return len(self.decided_by or []) > 1
+
+    @property
+    def decided_text(self) -> str:
+        """ "demo at 0.484 (120 images), demo2 at 0.5 (48 images)": who decided the day's images."""
+        return ", ".join(
+            f"{d['ensemble'] or 'no ensemble'} at {d['threshold']:g} ({d['images']} images)"
+            for d in self.decided_by or []
+            if d.get("threshold") is not None
+        )
+
+    @property
+    def thresholds(self) -> list[float]:
+        """The thresholds in force for the day's decisions, most images first."""
+        return list(dict.fromkeys(d["threshold"] for d in self.decided_by or [] if d.get("threshold") is not None))
+
+    # the gated figures, as the alerts and most pages read them
+
+    @property
+    def flag_rate(self) -> Rate:
+        return self.figures().flag_rate
+
+    @property
+    def fpr(self) -> Rate:
+        return self.figures().fpr
+
+    @property
+    def tpr(self) -> Rate:
+        return self.figures().tpr
+
+    @property
+    def apcer_per_type(self) -> dict[str, Rate]:
+        return self.figures().apcer_per_type
+
+    @property
+    def apcer(self) -> tuple[str, Rate] | None:
+        return self.figures().apcer
+
+    @property
+    def acer(self) -> float | None:
+        return self.figures().acer
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    """One day's decisions counted one way: rates with counts and Wilson intervals (SPEC section 2)."""
+
+    counted: str
+    scored: int
+    flagged: int
+    genuine: int
+    fp: int
+    attacks: int
+    tp: int
+    attack_types: dict
+
+    @property
+    def counted_text(self) -> str:
+        return DailyMetric.COUNTED[self.counted]
 
     @property
     def flag_rate(self) -> Rate:
@@ -442,9 +548,10 @@ class DailyMetric(models.Model):
 
     @property
     def apcer_per_type(self) -> dict[str, Rate]:
-        """APCER of each attack type present: attacks of that type decided live (FN) / attacks of that type."""
+        """APCER of each attack type present (untyped attacks as "unknown"): attacks of that type
+        decided live (FN) / attacks of that type."""
         out = {}
-        for name in sorted(self.attack_types or {}):
+        for name in sorted(self.attack_types):
             c = self.attack_types[name]
             if c.get("attacks"):
                 out[name] = wilson(c["attacks"] - c.get("tp", 0), c["attacks"])
@@ -452,20 +559,23 @@ class DailyMetric(models.Model):
 
     @property
     def apcer(self) -> tuple[str, Rate] | None:
-        """Reported APCER: (attack type, rate) of the worst type (first by name on ties); None without attacks."""
-        worst = None
-        for name, rate in self.apcer_per_type.items():
-            if worst is None or rate.value > worst[1].value:
-                worst = (name, rate)
-        return worst
+        """Reported APCER (ISO/IEC 30107-3): (attack type, rate) of the worst named type; untyped
+        attacks never set it (liveness.metrics.reported_apcer). None without typed attacks."""
+        return reported_apcer(self.apcer_per_type)
 
     @property
     def acer(self) -> float | None:
-        """(APCER + BPCER) / 2; None without labelled attacks or without labelled genuine images."""
+        """(APCER + BPCER) / 2; None without typed attacks or without labelled genuine images."""
         worst = self.apcer
         if worst is None or not self.genuine:
             return None
         return (worst[1].value + self.fpr.value) / 2
+
+    @property
+    def acer_too_few(self) -> bool:
+        """ACER greys out like its parts: when the reported APCER's or the BPCER's count is too few."""
+        worst = self.apcer
+        return worst is None or worst[1].too_few or self.fpr.too_few
 
 
 class AlertQuerySet(models.QuerySet):

@@ -31,6 +31,10 @@ def test_it_counts_flags_and_labelled_errors_per_device_and_overall():
     assert overall.threshold == 0.5
     gate = DailyMetric.objects.get(day=DAY, device__name="gate-north")
     assert (gate.images, gate.attacks, gate.tp, gate.genuine) == (2, 2, 1, 0)
+    # counted over all scored images, the low-quality genuine flagged at 0.2 is one more FP
+    every = overall.figures(DailyMetric.ALL)
+    assert (every.scored, every.flagged, every.genuine, every.fp, every.attacks, every.tp) == (6, 4, 3, 2, 2, 1)
+    assert every.counted_text.startswith("all scored")
 
 
 @pytest.mark.django_db
@@ -77,8 +81,10 @@ def test_it_counts_attacks_per_type_for_apcer_and_acer():
     }
     apcer = {name: (r.k, r.n) for name, r in overall.apcer_per_type.items()}
     assert apcer == {"print": (1, 4), "replay": (1, 2), "unknown": (1, 1)}
-    assert overall.apcer[0] == "unknown" and overall.apcer[1].value == 1.0
-    assert overall.acer == pytest.approx((1.0 + 0.25) / 2)
+    # untyped attacks are no PAI species: the worst named type (replay, 1/2) is the reported APCER
+    assert overall.apcer[0] == "replay" and overall.apcer[1].value == 0.5
+    assert overall.acer == pytest.approx((0.5 + 0.25) / 2)
+    assert overall.figures().acer_too_few  # 2 replay attacks, 4 genuine: too few to rely on
     gate = DailyMetric.objects.get(day=DAY, device__name="gate-north")
     assert gate.attack_types == {"replay": {"attacks": 1, "tp": 0}}
     assert gate.acer is None  # no labelled genuine on that device

@@ -36,12 +36,16 @@ def metric(day, device=None, ensemble=None, threshold=0.5, versions=None, **figu
     """A DailyMetric row; figures default to 100 scored images, nothing labelled."""
     values = {"images": 100, "counts": {"live": 90, "attack": 10}, "scored": 100, "flagged": 10}
     values.update(figures)
+    ensemble = ensemble or f.ensemble()
+    versions = {"m1": "m1@1:aaaa"} if versions is None else versions
+    decided = {"ensemble": ensemble.name, "ensemble_id": ensemble.pk, "threshold": threshold}
     return DailyMetric.objects.create(
         day=day,
         device=f.device(device) if device else None,
-        ensemble=ensemble or f.ensemble(),
+        ensemble=ensemble,
         threshold=threshold,
-        model_versions={"m1": "m1@1:aaaa"} if versions is None else versions,
+        model_versions=versions,
+        decided_by=[decided | {"model_versions": versions, "images": values["scored"]}] if values["scored"] else [],
         **values,
     )
 
@@ -347,10 +351,9 @@ def test_it_shows_new_figures_right_after_labels_change(client_in, django_captur
 def test_it_shows_a_threshold_change_and_an_activation_at_once(client_in):
     prod = f.ensemble("prod", threshold=0.5, active=True)
     candidate = f.ensemble("candidate", threshold=0.3, active=False)
-    metric(DAY, ensemble=candidate, images=500, genuine=40, fp=20)
     metric(DAY, ensemble=prod, images=100, genuine=40, fp=4)
     html = client_in.get(reverse("home")).content.decode()
-    assert "4 / 40" in card(html, "FPR") and "ensemble prod" in html  # the active ensemble's figures first
+    assert "4 / 40" in card(html, "FPR") and "ensemble prod" in html
 
     prod.events.create(
         kind="threshold", old_threshold=0.5, new_threshold=0.55, note="fewer false alarms", created_at=NOON
@@ -361,7 +364,8 @@ def test_it_shows_a_threshold_change_and_an_activation_at_once(client_in):
     Ensemble.objects.filter(pk=prod.pk).update(is_active=False)  # no event recorded: the key has the active one
     Ensemble.objects.filter(pk=candidate.pk).update(is_active=True)
     html = client_in.get(reverse("home")).content.decode()
-    assert "20 / 40" in card(html, "FPR") and "ensemble candidate" in html
+    # the day's figures are what production decided that day, whichever ensemble is active now
+    assert "4 / 40" in card(html, "FPR") and "ensemble prod" in html and "Active ensemble now:" in html
 
 
 @pytest.mark.django_db

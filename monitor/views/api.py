@@ -6,11 +6,13 @@
   following page (or null).
 - `GET /api/images/<pk>`: every stored value of one image.
 - `GET /api/metrics?from=&to=&device=`: the stored daily figures (DailyMetric) with counts and
-  95% Wilson intervals; by default the last 30 days that have figures.
+  95% Wilson intervals; by default the last 30 days that have figures. A day covers every
+  production decision of the day, whichever ensemble and threshold made it (`decided_by`).
 
 Dates are YYYY-MM-DD. Rates follow SPEC section 2: positive = attack; flag rate = attack
-decisions / images that passed the gates; FPR = genuine flagged / genuine; TPR = attacks
-flagged / attacks.
+decisions / decided images; FPR = genuine flagged / genuine; TPR = attacks flagged / attacks.
+The top-level rates count the images that passed the quality gates, `all_scored` the same
+decisions over every scored image (low quality included); each says so in `counted`.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from django.db.models import Count
 from django.http import JsonResponse
 from django.urls import reverse
 
-from liveness.metrics import wilson
+from liveness.metrics import UNKNOWN_TYPE, wilson
 
 from ..access import get_image_for_user
 from ..api_auth import ApiError, api_view
 from ..browse import BrowseForm, category_counts, page
-from ..models import CATEGORIES, DailyMetric, Device, Image
+from ..models import CATEGORIES, DailyMetric, DayFigures, Device, Image
 
 DEFAULT_LIMIT, MAX_LIMIT = 100, 500
 DEFAULT_METRIC_DAYS = 30
@@ -235,59 +237,56 @@ def metrics(request):
         days_with_data = list(recent)
         if days_with_data:
             qs = qs.filter(day__gte=min(days_with_data))
-    per_day: dict[dt.date, list[DailyMetric]] = {}
-    for m in qs.order_by("day", "id"):
-        per_day.setdefault(m.day, []).append(m)
     return JsonResponse(
         {
             "from": start,
             "to": end,
             "device": device_name or None,
-            "days": [_day_figures(day, rows) for day, rows in per_day.items()],
+            "days": [_day_figures(m.day, m) for m in qs.order_by("day", "id")],
         }
     )
 
 
-def _day_figures(day: dt.date, rows: list[DailyMetric]) -> dict:
-    """One day's figures. A day is normally scored by one ensemble; if more than one scored it
-    (or images without an ensemble were counted apart), the counts are summed and the threshold
-    and model versions are those of the ensemble that decided the most images."""
-    total = {
-        f: sum(getattr(m, f) for m in rows) for f in ("images", "scored", "flagged", "genuine", "fp", "attacks", "tp")
+def _figures(fig: DayFigures) -> dict:
+    """One way of counting a day's decisions: rates with counts and Wilson intervals, and the
+    ISO/IEC 30107-3 figures (APCER per type; the reported APCER is the worst named type, untyped
+    attacks are reported apart and never set it)."""
+    worst = fig.apcer
+    per_type = fig.apcer_per_type
+    untyped = per_type.get(UNKNOWN_TYPE) if worst is None or worst[0] != UNKNOWN_TYPE else None
+    return {
+        "counted": fig.counted_text,
+        "scored": fig.scored,
+        "flag_rate": _rate(fig.flagged, fig.scored),
+        "fpr": _rate(fig.fp, fig.genuine),
+        "tpr": _rate(fig.tp, fig.attacks),
+        "apcer_per_type": {name: _rate(r.k, r.n) for name, r in per_type.items()},
+        "apcer": worst[1].value if worst else None,
+        "apcer_type": worst[0] if worst else None,
+        "apcer_rate": _rate(worst[1].k, worst[1].n) if worst else None,
+        "untyped_attacks": _rate(untyped.k, untyped.n) if untyped else None,
+        "bpcer": fig.fpr.value if fig.genuine else None,  # = FPR
+        "acer": fig.acer,
+        "acer_too_few": fig.acer_too_few,
     }
-    counts = dict.fromkeys(CATEGORIES, 0)
-    for m in rows:
-        for category, n in m.counts.items():
-            counts[category] = counts.get(category, 0) + n
-    main = max(rows, key=lambda m: (m.scored, m.threshold is not None, m.images))
-    # the day as one DailyMetric (not saved), so the ISO figures come from the model's own properties
-    whole = DailyMetric(genuine=total["genuine"], fp=total["fp"], attack_types={}, histogram=[])
-    for m in rows:
-        for name, c in (m.attack_types or {}).items():
-            t = whole.attack_types.setdefault(name, {"attacks": 0, "tp": 0})
-            t["attacks"] += c.get("attacks", 0)
-            t["tp"] += c.get("tp", 0)
-        if m.histogram:
-            whole.histogram = [
-                a + b for a, b in zip(whole.histogram or [0] * len(m.histogram), m.histogram, strict=True)
-            ]
-    worst = whole.apcer
+
+
+def _day_figures(day: dt.date, m: DailyMetric) -> dict:
+    """One day's figures: every production decision of the day, whichever ensemble made it
+    (`decided_by`), counted on the images that passed the gates (the top-level rates) and on all
+    scored images (`all_scored`)."""
     return {
         "day": day,
-        "images": total["images"],
-        "counts": counts,
-        "scored": total["scored"],
-        "flag_rate": _rate(total["flagged"], total["scored"]),
-        "fpr": _rate(total["fp"], total["genuine"]),
-        "tpr": _rate(total["tp"], total["attacks"]),
-        # ISO/IEC 30107-3: APCER of a type = its attacks decided live / its attacks; reported = worst
-        "apcer_per_type": {name: _rate(r.k, r.n) for name, r in whole.apcer_per_type.items()},
-        "apcer": worst[1].value if worst else None,
-        "bpcer": whole.fpr.value if whole.genuine else None,  # = FPR
-        "acer": whole.acer,
-        "histogram": whole.histogram,  # scored images per score bin (10 equal bins over [0, 1])
-        "threshold": main.threshold,
-        "model_versions": main.model_versions,
-        "ensemble": main.ensemble.name if main.ensemble else None,
-        "ensembles": sorted({m.ensemble.name for m in rows if m.ensemble}),
+        "images": m.images,
+        "counts": dict.fromkeys(CATEGORIES, 0) | m.counts,
+        **_figures(m.figures(DailyMetric.GATED)),
+        "all_scored": _figures(m.figures(DailyMetric.ALL)),
+        "histogram": m.histogram,  # scored images per score bin (10 equal bins over [0, 1]), gated
+        "threshold": m.threshold,  # of most of the day's decisions; all of them in decided_by
+        "thresholds": m.thresholds,
+        "mixed": m.mixed,
+        "decided_by": [{k: v for k, v in d.items() if k != "ensemble_id"} for d in m.decided_by],
+        "model_versions": m.model_versions,
+        "ensemble": m.ensemble.name if m.ensemble else None,
+        "ensembles": sorted({d["ensemble"] for d in m.decided_by if d.get("ensemble")}),
     }

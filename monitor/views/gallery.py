@@ -12,7 +12,7 @@ from django.utils.timezone import template_localtime
 
 from .. import browse
 from ..access import VIEW, get_image_for_user, require
-from ..models import CATEGORIES, Device
+from ..models import CATEGORIES, DailyMetric, Device
 from . import labelling
 
 
@@ -113,10 +113,17 @@ def thumbs_html(rows: list[dict], filter_query: str) -> str:
     return mark_safe("".join(out))  # every value above is escaped
 
 
+def day_figures(day, device_name: str = "") -> DailyMetric | None:
+    """The day's stored figures for one device or all devices (None before the day finished)."""
+    scope = {"device__name": device_name} if device_name else {"device": None}
+    return DailyMetric.objects.select_related("ensemble").filter(day=day, **scope).first()
+
+
 @require(VIEW)
 def day_gallery(request, day):
     ctx = browse_context(request, day, fields=THUMB_FIELDS)
     ctx["thumbs_html"] = thumbs_html(ctx["images"], ctx["filter_query"])
+    ctx["figures"] = day_figures(day, ctx["data"].get("device") or "")
     return render(request, "monitor/gallery.html", ctx)
 
 

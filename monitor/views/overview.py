@@ -34,10 +34,11 @@ RUNS_SHOWN = 10
 
 # (key, our name, ISO/IEC 30107-3 name, numerator field, denominator field, what it counts)
 RATES = [
-    ("flag_rate", "Flag rate", "", "flagged", "scored", "attack decisions / scored images"),
+    ("flag_rate", "Flag rate", "", "flagged", "scored", "attack decisions / decided images"),
     ("fpr", "FPR", "BPCER", "fp", "genuine", "genuine flagged / labelled genuine"),
     ("tpr", "TPR", "1 − APCER, attack types pooled", "tp", "attacks", "attacks flagged / labelled attacks"),
 ]
+COUNTED_CHOICES = [(DailyMetric.GATED, "passed the quality gates"), (DailyMetric.ALL, "all scored")]
 
 
 def _range(value: str | None) -> tuple[int, str]:
@@ -53,12 +54,11 @@ def _range(value: str | None) -> tuple[int, str]:
     return DEFAULT_RANGE, f"Unknown range “{value}”: showing {DEFAULT_RANGE} days (choose 30, 90 or 365)."
 
 
-def _pick(rows: list[DailyMetric], active_id: int | None) -> DailyMetric:
-    """One row per day: the active ensemble's, else the ensemble with the most images."""
-    for r in rows:
-        if active_id is not None and r.ensemble_id == active_id:
-            return r
-    return max(rows, key=lambda r: (r.images, r.ensemble_id or 0))
+def _counted(value: str | None) -> tuple[str, str]:
+    """Which images the rates count (DailyMetric.GATED or ALL) and an error to display."""
+    if value in (None, "", DailyMetric.GATED, DailyMetric.ALL):
+        return value or DailyMetric.GATED, ""
+    return DailyMetric.GATED, f"Unknown count “{value}”: counting the images that passed the quality gates."
 
 
 def _pct(x: float) -> str:
@@ -135,6 +135,8 @@ def _markers(chosen: list[DailyMetric], events: list[EnsembleEvent] = ()) -> lis
             if last_versions is not None and m.model_versions != last_versions:
                 changes.append(_versions_change(last_versions, m.model_versions))
             last_versions = m.model_versions
+        if m.mixed:
+            changes.append(f"decided by {m.decided_text}")
         day = m.day.isoformat()
         told = per_day.get(day, [])
         changes = [c for c in changes if not any(t.startswith(c + ":") or t.startswith(c + " ") for t in told)]
@@ -143,15 +145,16 @@ def _markers(chosen: list[DailyMetric], events: list[EnsembleEvent] = ()) -> lis
     return [{"day": day, "text": "; ".join(texts)} for day, texts in sorted(per_day.items())]
 
 
-def _trend(by_day: dict[dt.date, DailyMetric], start: dt.date, end: dt.date) -> dict:
+def _trend(by_day: dict[dt.date, DailyMetric], start: dt.date, end: dt.date, counted: str) -> dict:
     """Per-day series over every day of the range; a day without data (or a rate without a
     denominator) is null, so the charts show a gap, not a zero."""
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    shown = {d: m.figures(counted) for d, m in by_day.items()}
     rates = {}
     for key, name, iso, num, den, _ in RATES:
         series = {"name": name, "iso": iso, "k": [], "n": [], "value": [], "low": [], "high": [], "too_few": []}
         for day in days:
-            m = by_day.get(day)
+            m = shown.get(day)
             n = getattr(m, den) if m else 0
             if not n:
                 for field in ("k", "n", "value", "low", "high", "too_few"):
@@ -168,9 +171,11 @@ def _trend(by_day: dict[dt.date, DailyMetric], start: dt.date, end: dt.date) -> 
     counts = {c: [by_day[d].counts.get(c, 0) if d in by_day else None for d in days] for c in CATEGORIES}
     return {
         "days": [d.isoformat() for d in days],
+        "counted": DailyMetric.COUNTED[counted],
         "rates": rates,
         "counts": counts,
         "images": [by_day[d].images if d in by_day else None for d in days],
+        "decided": [by_day[d].decided_text if d in by_day else None for d in days],
     }
 
 
@@ -194,9 +199,10 @@ def data_version() -> tuple:
         return tuple(cursor.fetchone())
 
 
-def figures(range_days: int, device_id: int | None, active_id: int | None) -> dict:
+def figures(range_days: int, device_id: int | None, active_id: int | None, counted: str = DailyMetric.GATED) -> dict:
     """The range's figures from the DailyMetric rows: the latest day's KPIs, the trend series
-    with their markers (and their JSON for the charts). Plain values, so they can be cached."""
+    with their markers (and their JSON for the charts). Plain values, so they can be cached.
+    Each day's row covers every production decision of the day, whichever ensemble made it."""
     # the range ends on the latest day with figures for any device, so a silent device shows gaps
     end = DailyMetric.objects.aggregate(last=Max("day"))["last"]
     out = {
@@ -215,47 +221,52 @@ def figures(range_days: int, device_id: int | None, active_id: int | None) -> di
     scope = DailyMetric.objects.filter(device_id=device_id) if device_id else DailyMetric.objects.filter(device=None)
     # the last day before the range with a threshold, to tell whether the first day changed it
     before = scope.filter(day__lt=start).exclude(threshold=None).order_by("-day").values("day")[:1]
-    rows = list(
+    chosen = list(
         scope.filter(Q(day__gte=start, day__lte=end) | Q(day=Subquery(before)))
         .select_related("ensemble")
-        .order_by("day", "ensemble_id")
+        .order_by("day")
     )
-    per_day: dict[dt.date, list[DailyMetric]] = {}
-    for r in rows:
-        per_day.setdefault(r.day, []).append(r)
-    chosen = [_pick(day_rows, active_id) for _, day_rows in sorted(per_day.items())]
     shown = {m.ensemble_id for m in chosen if m.ensemble_id is not None} | ({active_id} - {None})
     events = _events(start, end, shown)
     markers = [mk for mk in _markers(chosen, events) if mk["day"] >= start.isoformat()]
     by_day = {m.day: m for m in chosen if m.day >= start}
-    trend = _trend(by_day, start, end)
+    trend = _trend(by_day, start, end, counted)
     trend["markers"] = markers
     out.update(start=start, markers=markers, data=trend, trend_json=json_script(trend, "trend-data"))
     if by_day:
         m = by_day[max(by_day)]
-        out["kpi_row"] = {
-            "day": m.day,
-            "images": m.images,
-            "ensemble": {"name": m.ensemble.name} if m.ensemble_id is not None else None,
-        }
+        out["kpi_row"] = _kpi_row(m)
         out["kpi_counts"] = [(c, m.counts.get(c, 0)) for c in CATEGORIES]
+        shown_figures = m.figures(counted)
         out["kpis"] = [
-            _kpi(wilson(getattr(m, num), getattr(m, den)), name, iso, meaning)
+            _kpi(wilson(getattr(shown_figures, num), getattr(shown_figures, den)), name, iso, meaning)
             for _, name, iso, num, den, meaning in RATES
         ]
     return out
 
 
-def cached_figures(range_days: int, device_id: int | None, active_id: int | None) -> dict:
+def _kpi_row(m: DailyMetric) -> dict:
+    """The latest day's heading: its images and who decided them at which threshold."""
+    return {
+        "day": m.day,
+        "images": m.images,
+        "ensemble": {"name": m.ensemble.name} if m.ensemble_id is not None else None,
+        "thresholds": m.thresholds,
+        "mixed": m.mixed,
+        "decided": m.decided_text,
+    }
+
+
+def cached_figures(range_days: int, device_id: int | None, active_id: int | None, counted: str) -> dict:
     """`figures`, from Django's cache while the rows behind them are unchanged (`data_version`)."""
     seconds = settings.KOALA_OVERVIEW_CACHE_SECONDS
     if seconds <= 0:
-        return figures(range_days, device_id, active_id)
-    scope = (range_days, device_id, active_id, timezone.get_current_timezone_name(), data_version())
+        return figures(range_days, device_id, active_id, counted)
+    scope = (range_days, device_id, active_id, counted, timezone.get_current_timezone_name(), data_version())
     key = "overview-figures:" + hashlib.sha256(repr(scope).encode()).hexdigest()
     found = cache.get(key)
     if found is None:
-        found = figures(range_days, device_id, active_id)
+        found = figures(range_days, device_id, active_id, counted)
         cache.set(key, found, seconds)
     return found
 
@@ -264,8 +275,8 @@ def cached_figures(range_days: int, device_id: int | None, active_id: int | None
 def overview(request):
     errors = []
     range_days, error = _range(request.GET.get("days"))
-    if error:
-        errors.append(error)
+    counted, counted_error = _counted(request.GET.get("count"))
+    errors += [e for e in (error, counted_error) if e]
 
     devices = list(Device.objects.order_by("name").values_list("id", "name"))
     device_name = request.GET.get("device", "")
@@ -281,8 +292,11 @@ def overview(request):
         "range_days": range_days,
         "devices": [name for _, name in devices],
         "device": device_name,
+        "counted": counted,
+        "counted_choices": COUNTED_CHOICES,
+        "counted_text": DailyMetric.COUNTED[counted],
         "ensemble": active,
-        **cached_figures(range_days, device_id, active.pk if active else None),
+        **cached_figures(range_days, device_id, active.pk if active else None, counted),
         "runs": list(Run.objects.select_related("ensemble").order_by("-created_at")[:RUNS_SHOWN]),
         "open_alerts": alerts.open_alerts(),
     }

@@ -58,7 +58,8 @@
     var hover = data.days.map(function (d, i) {
       if (s.value[i] === null) { return d + ": no data"; }
       return d + ": " + pct(s.value[i]) + " (" + s.k[i] + " / " + s.n[i] + ")<br>95% CI " +
-        pct(s.low[i]) + " – " + pct(s.high[i]) + (s.too_few[i] ? "<br>too few (n < 30)" : "");
+        pct(s.low[i]) + " – " + pct(s.high[i]) + (s.too_few[i] ? "<br>too few (n < 30)" : "") +
+        (data.decided[i] ? "<br>decided by " + data.decided[i] : "") + "<br>counts " + data.counted;
     });
     var b = band(data.days, s.low, s.high);
     var traces = [
