@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from .boxes import Box
 from .manifest import CropRecipe
+
+# A decoded image: Pillow's, or its pixels as an (h, w, 3) uint8 RGB array (np.asarray of it)
+Source = Image.Image | np.ndarray
 
 
 def effective_scale(recipe: CropRecipe, box: Box) -> float:
@@ -19,13 +23,25 @@ def effective_scale(recipe: CropRecipe, box: Box) -> float:
     return recipe.scale
 
 
+def rounded_box(recipe: CropRecipe, box: Box) -> Box:
+    """The box as the crop recipe sees it. `box_round = "truncate"`: x, y, w and h each cut to an
+    integer with int(), as MiniFASNet's authors' detector hands its box to their crop; `"round"`:
+    to the nearest integer (Python's round, halves to even); `"none"`: unchanged. A side never
+    drops below 1 px."""
+    if recipe.box_round == "none":
+        return box
+    f = int if recipe.box_round == "truncate" else round
+    return Box(f(box.x), f(box.y), max(1, f(box.w)), max(1, f(box.h)))
+
+
 def crop_rect(recipe: CropRecipe, box: Box, width: int, height: int) -> tuple[float, float, float, float]:
-    """The crop rectangle (x0, y0, x1, y1) in image pixels.
+    """The crop rectangle (x0, y0, x1, y1) in image pixels, from the box after `box_round`.
 
     `shift` follows the MiniFASNet reference crop: the scale is first reduced so that the crop
     fits the image ((size - 1) / box side), then the rectangle is moved inside the image.
     `pad` keeps the rectangle where it is; what lies outside the image is filled with zeros.
     """
+    box = rounded_box(recipe, box)
     scale = effective_scale(recipe, box)
     if recipe.side == "max":
         bw = bh = max(box.w, box.h)
@@ -60,64 +76,62 @@ def pixel_rect(recipe: CropRecipe, box: Box, width: int, height: int) -> tuple[i
     return round(x0), round(y0), max(round(x1), round(x0) + 1), max(round(y1), round(y0) + 1)
 
 
-def resize_linear(image: Image.Image, w: int, h: int, rect: tuple[int, int, int, int] | None = None) -> Image.Image:
-    """The pixels `rect` of `image` (default: all of it) resized to (w, h) as OpenCV's
-    cv2.resize(..., interpolation=INTER_LINEAR) samples them: two taps per axis at half-pixel
-    centres, edge pixels repeated, no antialiasing when shrinking (unlike Pillow's BILINEAR
-    resize). Pillow's affine transform does the sampling, so the cost follows the output size,
-    not the rectangle's: 0.1 ms for an 80x80 crop of a 1080x1080 rectangle, where the
-    antialiased resize reads all its pixels (3.6 ms). Values are within one grey level of
-    OpenCV's: Pillow truncates where OpenCV's fixed point rounds, so up to about half of them
-    are one lower, none higher (liveness/tests/test_crop_reference.py).
-
-    A rectangle reaching outside the image (zeros there) or smaller than the output on an axis is
-    cut out first, so that the taps at its edges repeat its own edge pixels, as OpenCV does on
-    the cut-out; a larger one is sampled in place (its taps never leave it when shrinking). The
-    cut-out is a copy of the rectangle: 0.7-1.1 ms for fas_c's pad crop of a 1920x1080 capture
-    whose face is near an edge, against 0.3 ms in place."""
-    x0, y0, x1, y1 = rect or (0, 0, image.width, image.height)
-    rw, rh = x1 - x0, y1 - y0
-    if x0 < 0 or y0 < 0 or x1 > image.width or y1 > image.height or rw < w or rh < h:
-        image, x0, y0 = image.crop((x0, y0, x1, y1)), 0, 0
-    return image.transform((w, h), Image.Transform.AFFINE, (rw / w, 0, x0, 0, rh / h, y0), Image.Resampling.BILINEAR)
+def _size(image: Source) -> tuple[int, int]:
+    return image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
 
 
-def _resize(image: Image.Image, rect: tuple[int, int, int, int], w: int, h: int, interpolation: str) -> Image.Image:
-    if interpolation == "opencv_linear":
-        return resize_linear(image, w, h, rect)
-    return image.crop(rect).resize((w, h), Image.Resampling.BILINEAR)  # zero-filled outside the image
+def cut_out(image: Source, rect: tuple[int, int, int, int]) -> np.ndarray:
+    """The pixels of `rect` as an (h, w, 3) array, zeros where it leaves the image (as the
+    authors' pad code fills them). Of an array: a view when the rectangle lies inside, no copy."""
+    if isinstance(image, Image.Image):
+        return np.asarray(image.crop(rect))  # Pillow fills the outside with zeros
+    x0, y0, x1, y1 = rect
+    h, w = image.shape[:2]
+    if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
+        return image[y0:y1, x0:x1]
+    out = np.zeros((y1 - y0, x1 - x0, image.shape[2]), image.dtype)
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if ix1 > ix0 and iy1 > iy0:
+        out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = image[iy0:iy1, ix0:ix1]
+    return out
 
 
-def source_rect(image: Image.Image, recipe: CropRecipe, box: Box, scale: float = 1.0) -> tuple[int, int, int, int]:
+def _resize(image: Source, rect: tuple[int, int, int, int], w: int, h: int, interpolation: str) -> np.ndarray:
+    if interpolation == "opencv_linear":  # cv2.resize itself: the authors' pixels, bit for bit
+        return cv2.resize(cut_out(image, rect), (w, h), interpolation=cv2.INTER_LINEAR)
+    part = image.crop(rect) if isinstance(image, Image.Image) else Image.fromarray(cut_out(image, rect))
+    return np.asarray(part.resize((w, h), Image.Resampling.BILINEAR))
+
+
+def source_rect(image: Source, recipe: CropRecipe, box: Box, scale: float = 1.0) -> tuple[int, int, int, int]:
     """The pixels of `image` that `crop_face` cuts (x0, y0, x1, y1), end exclusive. `image` may
     be a reduced decode of a larger original (`scale` = original / reduced pixels, `box` in
     original pixels): the rectangle is found at the original's size, then scaled down."""
-    full_w, full_h = round(image.width * scale), round(image.height * scale)
-    rect = pixel_rect(recipe, box, full_w, full_h)
+    width, height = _size(image)
+    rect = pixel_rect(recipe, box, round(width * scale), round(height * scale))
     if scale != 1:
         x0, y0, x1, y1 = (round(v / scale) for v in rect)
         rect = (x0, y0, max(x1, x0 + 1), max(y1, y0 + 1))
     return rect
 
 
-def crop_face(
-    image: Image.Image, recipe: CropRecipe, box: Box, size: tuple[int, int], *, scale: float = 1.0
-) -> np.ndarray:
+def crop_face(image: Source, recipe: CropRecipe, box: Box, size: tuple[int, int], *, scale: float = 1.0) -> np.ndarray:
     """The model input pixels: uint8 array (h, w, 3) in RGB.
 
-    `image` may be a reduced decode of a larger original: `scale` = original / reduced pixels;
-    `box` is in original pixels. Resizing is bilinear: Pillow's antialiased resize, or OpenCV's
-    INTER_LINEAR sampling with `interpolation = "opencv_linear"` (`resize_linear`); pixels
-    outside the image are zero.
+    `image` is a Pillow image or its pixels as an array (the same crop either way; an array
+    spares `opencv_linear` crops a copy of the rectangle). It may be a reduced decode of a larger
+    original: `scale` = original / reduced pixels; `box` is in original pixels. Resizing is
+    bilinear: Pillow's antialiased resize, or with `interpolation = "opencv_linear"`
+    cv2.resize(..., INTER_LINEAR) on the cut-out; pixels outside the image are zero.
     """
     h, w = size
     rect = source_rect(image, recipe, box, scale)
     if recipe.resize == "stretch":
-        out = _resize(image, rect, w, h, recipe.interpolation)
-    else:
-        rw, rh = rect[2] - rect[0], rect[3] - rect[1]
-        f = min(w / rw, h / rh)
-        nw, nh = max(1, round(rw * f)), max(1, round(rh * f))
-        out = Image.new("RGB", (w, h))
-        out.paste(_resize(image, rect, nw, nh, recipe.interpolation), ((w - nw) // 2, (h - nh) // 2))
-    return np.asarray(out, dtype=np.uint8)
+        return _resize(image, rect, w, h, recipe.interpolation)
+    rw, rh = rect[2] - rect[0], rect[3] - rect[1]
+    f = min(w / rw, h / rh)
+    nw, nh = max(1, round(rw * f)), max(1, round(rh * f))
+    out = np.zeros((h, w, 3), np.uint8)
+    top, left = (h - nh) // 2, (w - nw) // 2
+    out[top : top + nh, left : left + nw] = _resize(image, rect, nw, nh, recipe.interpolation)
+    return out

@@ -20,6 +20,7 @@
     border = "shift"          # "pad": zeros outside the image; "shift": shrink, then move inside
     resize = "stretch"        # or "letterbox" (aspect kept, zero padding, centred)
     interpolation = "pillow_bilinear"  # or "opencv_linear": cv2.resize INTER_LINEAR (no antialiasing)
+    box_round = "none"        # the face box before the crop: "truncate" (int(), as MiniFASNet's authors) or "round"
     small_face_ref = 0        # px (0 = the rule is off); faces with min side below it get scale * ref / side ...
     small_face_max_scale = 4.0  # ... capped here (required, > 0, when small_face_ref is set)
 
@@ -64,6 +65,7 @@ MODEL_SECTIONS: dict[str, tuple[str, ...]] = {
         "border",
         "resize",
         "interpolation",
+        "box_round",
         "small_face_ref",
         "small_face_max_scale",
     ),
@@ -77,14 +79,53 @@ def _hint(word: str, known: Sequence[str], wrap: str = "'{}'") -> str:
     return f"; did you mean {wrap.format(close[0])}?" if close else ""
 
 
+# Words in a key that say which section's setting it means: `crop_scale` is [crop] scale (the crop
+# size factor), not [input] scale (the value scale) that it is spelt closest to.
+SECTION_WORDS = {
+    "model": "model",
+    "input": "input",
+    "crop": "crop",
+    "output": "output",
+    "pixel": "input",
+    "box": "crop",
+}
+
+
+def _a(section: str) -> str:
+    return f"an [{section}]" if section[0] in "aeiou" else f"a [{section}]"
+
+
+def _named_section(key: str, sections: Mapping) -> tuple[str | None, str]:
+    """(the section a word of `key` names, the key without that word), or (None, key)."""
+    words = [w for w in key.lower().replace("-", "_").split("_") if w]
+    for i, word in enumerate(words):
+        if SECTION_WORDS.get(word) in sections:
+            return SECTION_WORDS[word], "_".join(words[:i] + words[i + 1 :])
+    return None, key
+
+
+def _key_hint(key: str, section: str, known: Sequence[str], sections: Mapping) -> str:
+    """What an unknown `section.key` was probably meant to be: the same key of another section,
+    the key a section-naming word points at, else the closest key of this section, and never a
+    same-spelt key with another meaning."""
+    homes = [f"[{s}]" for s, keys in sections.items() if s != section and key in keys]
+    if homes:
+        return f"; it belongs in {' or '.join(homes)}"
+    named, rest = _named_section(key, sections)
+    if named is None or named == section:
+        return f"; did you mean '{rest}'?" if rest in known and rest != key else _hint(key, known)
+    if rest in sections[named]:
+        return f"; {key} is not {_a(section)} key; did you mean [{named}] {rest}?"
+    return f"; {key} is not {_a(section)} key, and [{named}] has no key '{rest or key}'"
+
+
 def check_keys(table: Mapping, section: str, known: Sequence[str], sections: Mapping | None = None) -> None:
-    """Refuse a key `section` does not know, naming `section.key` and the closest known key (or the
-    section of `sections` the key belongs in)."""
+    """Refuse a key `section` does not know, naming `section.key` and what it was probably meant
+    to be (see _key_hint; `sections`: every section's keys, to look in the others too)."""
     for key in table:
         if key in known:
             continue
-        home = [s for s, keys in (sections or {}).items() if s != section and key in keys]
-        hint = f"; it belongs in [{home[0]}]" if home else _hint(key, known)
+        hint = _key_hint(key, section, known, sections or {section: known})
         raise ManifestError(f"{section}.{key}: unknown key{hint} (known: {', '.join(known)})")
 
 
@@ -106,6 +147,7 @@ class CropRecipe:
     border: str = "pad"
     resize: str = "stretch"
     interpolation: str = "pillow_bilinear"
+    box_round: str = "none"
     small_face_ref: float = 0.0
     small_face_max_scale: float = 0.0
 
@@ -151,6 +193,9 @@ def _get(table: dict, section: str, key: str, kind, default=None, choices=None):
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        if choices:  # the allowed values say more than the type: `scale = 255` is "unit" or "raw"
+            allowed = ", ".join(f'"{c}"' for c in choices)
+            raise ManifestError(f"{where}: expected one of {allowed} (a string in quotes), got {value!r}")
         raise ManifestError(f"{where}: expected {kind.__name__}, got {value!r}")
     if choices and value not in choices:
         raise ManifestError(f"{where}: must be one of {', '.join(choices)}, got {value!r}")
@@ -222,6 +267,7 @@ def _crop(c: dict) -> CropRecipe:
         border=_get(c, "crop", "border", str, "pad", ("pad", "shift")),
         resize=_get(c, "crop", "resize", str, "stretch", ("stretch", "letterbox")),
         interpolation=_get(c, "crop", "interpolation", str, "pillow_bilinear", ("pillow_bilinear", "opencv_linear")),
+        box_round=_get(c, "crop", "box_round", str, "none", ("none", "truncate", "round")),
         small_face_ref=_get(c, "crop", "small_face_ref", float, 0.0),
         small_face_max_scale=_get(c, "crop", "small_face_max_scale", float, 0.0),
     )

@@ -247,10 +247,11 @@ def _optional(values, n: int, name: str) -> np.ndarray:
 
 
 def face_size_of(face_w, face_h) -> np.ndarray:
-    """min(w, h) over the known sides; NaN only when both are unknown.
+    """min(w, h) over the known sides (NaN = unknown); NaN only when both are unknown.
 
-    A row with one side known and below N is known to fail `minface N` (min(w, h) <= that side);
-    with the known side >= N the true min is unknown, and an unknown value passes.
+    Not the true min when one side is missing, but what `minface N` needs (see `strategy_table`):
+    it is an upper bound of min(w, h), so a value below N proves the row fails, and a value >= N
+    proves nothing, so the row passes as a missing value does.
     """
     w = np.asarray(face_w, dtype=np.float64)
     h = np.asarray(face_h, dtype=np.float64)
@@ -288,8 +289,13 @@ def strategy_table(
 ) -> list[StrategyRow]:
     """The threshold table of SPEC section 5: every minface x quality off/on x target FPR.
 
-    - `minface N` keeps images with min(face_w, face_h) >= N (see `face_size_of`: a missing size
-      passes); None keeps every image.
+    - `minface N` keeps images with min(face_w, face_h) >= N; None keeps every image. A missing
+      value passes (SPEC section 5), and the value is min(w, h), so per face box:
+      both sides known: kept iff min(w, h) >= N;
+      one side known and below N: dropped, since min(w, h) <= that side < N whatever the other is;
+      one side known and >= N: kept, the min is unknown;
+      no side known: kept, the value is missing.
+      (`face_size_of` gives the known sides' min; NaN only for the last case.)
     - `quality on` keeps images passing the pose and blur gates of `gates` (`QualityGates()` by
       default: |yaw| <= 30, |pitch| <= 30, blur <= 0.5; any object with `max_yaw`, `max_pitch`,
       `max_blur`, e.g. `liveness.quality.Gates`); a missing value passes.

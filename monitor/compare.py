@@ -12,6 +12,13 @@ On the labelled images of the set, each ensemble gets the threshold table of the
 the two tables have the same rows; at each ensemble's own threshold (live iff score > t) the
 confusion counts (`liveness.metrics.confusion`), and on every image of the set the flags and the
 decisions that differ. Last, the images where |score A - score B| is largest.
+
+What-ifs: the figures at a threshold use each ensemble's threshold *now*. They are what production
+decided only for the images production decided with that ensemble at that same threshold, from
+that same score (`Side.as_decided`); the rest is a what-if (after a threshold change, or for an
+ensemble that never ran in production). `Comparison.production` holds what production did
+decide on the set, from the stored decisions (Image.decision, Image.ensemble, Image.threshold),
+and each side's `shadow_at` the thresholds its shadow runs decided at.
 """
 
 from __future__ import annotations
@@ -38,13 +45,52 @@ class CompareError(ValueError):
 
 def scores_of(ens: Ensemble, start: dt.date, end: dt.date, device: Device | None = None) -> dict[int, float]:
     """image id -> the ensemble's score, for the images of the range (and device)."""
+    return _scored(ens, start, end, device)[0]
+
+
+def _scored(ens: Ensemble, start: dt.date, end: dt.date, device: Device | None):
+    """(image id -> the ensemble's score, image id -> (threshold, flagged) of the shadow run's
+    stored decision where that score is a shadow score)."""
     prod = Image.objects.filter(ensemble=ens, day__range=(start, end), score__isnull=False)
     shadow = ShadowScore.objects.filter(ensemble=ens, day__range=(start, end))
     if device is not None:
         prod, shadow = prod.filter(device=device), shadow.filter(image__device=device)
     out = dict(prod.values_list("id", "score"))
-    out.update(shadow.values_list("image_id", "score"))
-    return out
+    shadow_at = {}
+    for image_id, score, threshold, decision in shadow.values_list("image_id", "score", "threshold", "decision"):
+        out[image_id], shadow_at[image_id] = score, (threshold, decision == "attack")
+    return out, shadow_at
+
+
+@dataclass(frozen=True)
+class DecidedAt:
+    """Stored decisions of the set made by one ensemble at one threshold."""
+
+    ensemble: str  # "" when the images were never decided
+    threshold: float | None
+    images: int
+    flagged: int = 0
+
+    @property
+    def text(self) -> str:
+        """ "prod at 0.5 (70 images, 31 flagged)"."""
+        images = f"{self.images} image{'s' if self.images != 1 else ''}"
+        if self.threshold is None:
+            return f"not decided ({images})"
+        who = f"{self.ensemble} at" if self.ensemble else "at"
+        return f"{who} {self.threshold:g} ({images}, {self.flagged} flagged)"
+
+
+@dataclass
+class Production:
+    """What production decided on the set: its stored decisions, whichever ensemble made them."""
+
+    flagged: int
+    decided_by: list[DecidedAt]  # most images first
+
+    @property
+    def text(self) -> str:
+        return ", ".join(d.text for d in self.decided_by)
 
 
 @dataclass
@@ -57,6 +103,14 @@ class Side:
     at_threshold: Confusion  # labelled images, at the ensemble's own threshold
     flagged: int  # images of the set decided attack at that threshold
     rows: dict[tuple, StrategyRow] = field(default_factory=dict)  # (minface, quality, target) -> row
+    # images whose figure here is production's own decision: decided by this ensemble at this
+    # threshold from this score; the others are what-ifs
+    as_decided: int = 0
+    shadow_at: list[DecidedAt] = field(default_factory=list)  # the shadow runs' thresholds
+
+    @property
+    def what_if(self) -> bool:
+        return self.as_decided < len(self.scores)
 
     @property
     def name(self) -> str:
@@ -96,6 +150,7 @@ class Comparison:
     ids: np.ndarray
     labels: np.ndarray  # "genuine" | "attack" | ""
     disagreements: list[Disagreement]
+    production: Production  # what production decided on the set, from the stored decisions
 
     @property
     def images(self) -> int:
@@ -135,6 +190,30 @@ def _floats(values) -> np.ndarray:
     return np.array(values, dtype=np.float64) if len(values) else np.empty(0)
 
 
+def _as_decided(ens: Ensemble, scores: np.ndarray, cols: dict) -> int:
+    """Images the side decides as production did: same ensemble, same threshold, same score."""
+    same = (cols["ensemble_id"] == ens.pk) & (cols["threshold"] == ens.threshold)
+    return int((same & (cols["score"] == scores)).sum())
+
+
+def _decided_at(decisions, names: dict) -> list[DecidedAt]:
+    """One DecidedAt per (ensemble id, threshold) of the (ensemble id, threshold, flagged)
+    decisions, most images first."""
+    counts: dict = {}
+    for ens, t, flagged in decisions:
+        n, k = counts.get((ens, t), (0, 0))
+        counts[(ens, t)] = (n + 1, k + bool(flagged))
+    out = [DecidedAt(names.get(e, ""), t, n, k) for (e, t), (n, k) in counts.items()]
+    return sorted(out, key=lambda d: (-d.images, d.ensemble, d.threshold is None, d.threshold or 0))
+
+
+def _production(cols: dict) -> Production:
+    flagged = (cols["decision"] == "attack").tolist()
+    decisions = list(zip(cols["ensemble_id"].tolist(), cols["threshold"].tolist(), flagged, strict=True))
+    names = dict(Ensemble.objects.filter(pk__in={e for e, _, _ in decisions}).values_list("id", "name"))
+    return Production(flagged=int(sum(flagged)), decided_by=_decided_at(decisions, names))
+
+
 def _side(ens: Ensemble, scores: np.ndarray, cols: dict, labelled: np.ndarray, fprs, source: str) -> Side:
     is_attack = cols["label"][labelled] == "attack"
     inp = thresholds.TableInput(
@@ -159,7 +238,23 @@ def _side(ens: Ensemble, scores: np.ndarray, cols: dict, labelled: np.ndarray, f
         at_threshold=metrics.confusion(inp.scores, is_attack, ens.threshold),
         flagged=int((scores <= ens.threshold).sum()),
         rows={(r.minface, r.quality, r.target_fpr): r for r in table.rows},
+        as_decided=_as_decided(ens, scores, cols),
     )
+
+
+def _columns(qs, shared: set[int]) -> dict[str, np.ndarray]:
+    """The set's image columns in id order; `ensemble_id`, `threshold`, `decision` and `score` are
+    production's stored decision (threshold kept as objects: None is no decision, not NaN)."""
+    names = ("id", "label", "attack_type", "box_w", "box_h", "yaw", "pitch", "blur")
+    names += ("ensemble_id", "threshold", "decision", "score")
+    rows = [r for r in qs.order_by("id").values_list(*names) if r[0] in shared]
+    raw = dict(zip(names, zip(*rows, strict=True) if rows else [()] * len(names), strict=True))
+    objects = ("label", "attack_type", "ensemble_id", "threshold", "decision")
+    return {
+        "id": np.array(raw["id"], dtype=np.int64),
+        **{k: np.array(raw[k], dtype=object) for k in objects},
+        **{k: _floats(raw[k]) for k in ("box_w", "box_h", "yaw", "pitch", "blur", "score")},
+    }
 
 
 def compare(
@@ -176,24 +271,15 @@ def compare(
     if date_from > date_to:
         raise CompareError(f"the range is empty: from {date_from} is after to {date_to}")
     fprs = tuple(float(f) for f in target_fprs) or thresholds.DEFAULT_TARGET_FPRS
-    score_a = scores_of(a, date_from, date_to, device)
-    score_b = scores_of(b, date_from, date_to, device)
+    score_a, shadow_a = _scored(a, date_from, date_to, device)
+    score_b, shadow_b = _scored(b, date_from, date_to, device)
     shared = score_a.keys() & score_b.keys()
 
     qs = Image.objects.filter(day__range=(date_from, date_to))
     if device is not None:
         qs = qs.filter(device=device)
     has_shadow = Exists(ShadowScore.objects.filter(image=OuterRef("pk"), ensemble__in=(a, b)))
-    qs = qs.filter(Q(ensemble__in=(a, b)) | Q(has_shadow))
-    names = ("id", "label", "attack_type", "box_w", "box_h", "yaw", "pitch", "blur")
-    rows = [r for r in qs.order_by("id").values_list(*names) if r[0] in shared]
-    raw = dict(zip(names, zip(*rows, strict=True) if rows else [()] * len(names), strict=True))
-    cols = {
-        "id": np.array(raw["id"], dtype=np.int64),
-        "label": np.array(raw["label"], dtype=object),
-        "attack_type": np.array(raw["attack_type"], dtype=object),
-        **{k: _floats(raw[k]) for k in ("box_w", "box_h", "yaw", "pitch", "blur")},
-    }
+    cols = _columns(qs.filter(Q(ensemble__in=(a, b)) | Q(has_shadow)), shared)
     ids = cols["id"]
     sa = _floats([score_a[i] for i in ids.tolist()])
     sb = _floats([score_b[i] for i in ids.tolist()])
@@ -201,6 +287,9 @@ def compare(
     where = f"{date_from}..{date_to}" + (f", device {device.name}" if device else "")
     side_a = _side(a, sa, cols, labelled, fprs, f"images of {where} scored by {a.name} and {b.name}")
     side_b = _side(b, sb, cols, labelled, fprs, f"images of {where} scored by {a.name} and {b.name}")
+    for side, shadow_at in ((side_a, shadow_a), (side_b, shadow_b)):
+        decisions = [(side.ensemble.pk, *shadow_at[i]) for i in ids.tolist() if i in shadow_at]
+        side.shadow_at = _decided_at(decisions, {side.ensemble.pk: side.name})
 
     absdiff = np.abs(sa - sb)
     top = np.lexsort((ids, -absdiff))[:shown] if len(ids) else np.empty(0, dtype=np.int64)
@@ -217,6 +306,7 @@ def compare(
         ids=ids,
         labels=cols["label"],
         disagreements=disagreements,
+        production=_production(cols),
     )
 
 

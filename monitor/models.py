@@ -26,11 +26,13 @@ class Device(models.Model):
 
 
 class ModelVersion(models.Model):
-    """One registered ONNX liveness model file with its manifest."""
+    """One registered model version: a name and version, its manifest and the ONNX file backing it.
+    Identified by (name, version); one stored file (by sha256) may back several versions, e.g. the
+    same weights with two crop recipes, so the hash is indexed, not unique."""
 
     name = models.CharField(max_length=100)
     version = models.CharField(max_length=50, default="1")
-    sha256 = models.CharField(max_length=64, unique=True)
+    sha256 = models.CharField(max_length=64, db_index=True)
     file = models.CharField(max_length=500, help_text="path of the ONNX file (relative to the models folder)")
     manifest = models.TextField(help_text="the TOML manifest as registered")
     input_shape = models.JSONField(default=list, blank=True)

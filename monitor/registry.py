@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import re
 import shutil
@@ -98,6 +99,66 @@ def _atomic_with_files():
         raise
 
 
+def _flat(doc: dict) -> dict[str, object]:
+    """A manifest's settings as {"section.key": value}. Left out: `model.file` (the file is
+    compared by its sha256, wherever the manifest naming it lies) and `model.version` (looked up
+    by it, so equal; `2` and "2" are the same version)."""
+    flat = {f"{s}.{k}": v for s, table in doc.items() if isinstance(table, dict) for k, v in table.items()}
+    for key in ("model.file", "model.version"):
+        flat.pop(key, None)
+    return flat
+
+
+def _shown(value) -> str:
+    """A manifest value as TOML spells it ("RGB", 2.7, ["attack", "live"], true)."""
+    return "(not set)" if value is None else json.dumps(value, default=str)
+
+
+def manifest_changes(old_text: str, new_text: str) -> list[str]:
+    """The keys two manifests set differently, as "crop.scale: 2.7 -> 4.0" (empty: the same
+    settings, whatever their comments or layout)."""
+    old, new = _flat(tomllib.loads(old_text)), _flat(tomllib.loads(new_text))
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    return [f"{k}: {_shown(old.get(k))} -> {_shown(new.get(k))}" for k in keys]
+
+
+def _existing(m: ModelManifest, sha: str) -> ModelVersion | None:
+    """The version registered as (name, version), if it is this very registration again;
+    ManifestError when the name and version stand for another file or other settings."""
+    found = ModelVersion.objects.filter(name=m.name, version=m.version).first()
+    if found is None:
+        return None
+    if found.sha256 != sha:
+        raise ManifestError(
+            f"model.version: {m.name} version {m.version} is already registered with another file; bump the version"
+        )
+    changes = manifest_changes(found.manifest, m.text)
+    if changes:
+        # scores are stored per version: another recipe under the same version would mix them
+        raise ManifestError(
+            f"model.version: {found.label} is registered with another manifest ({'; '.join(changes)}); "
+            "a changed manifest changes the scores: register it with a new model.version"
+        )
+    return found
+
+
+def _store_file(m: ModelManifest, sha: str, copied: list[Path] | None) -> str:
+    """The file's name under MODELS_DIR: the one already stored with these bytes (several
+    versions share it), else a copy named by content."""
+    for rel in ModelVersion.objects.filter(sha256=sha).values_list("file", flat=True):
+        if (settings.MODELS_DIR / rel).is_file():
+            return rel
+    rel = f"{sha}.onnx"
+    settings.MODELS_DIR.mkdir(parents=True, exist_ok=True)
+    dst = settings.MODELS_DIR / rel
+    if not dst.exists():
+        # a temporary name, then a rename: a reader never sees half a model file
+        services.atomic_write(dst, lambda tmp: shutil.copyfile(m.file, tmp))
+        if copied is not None:
+            copied.append(dst)
+    return rel
+
+
 def _register(
     m: ModelManifest, copied: list[Path] | None = None, user=None, live: LivenessModel | None = None
 ) -> tuple[ModelVersion, bool]:
@@ -109,26 +170,10 @@ def _register(
         except ManifestError as exc:
             raise ManifestError(f"model {m.name} ({m.file}): {exc}") from None
     sha = file_sha256(m.file)
-    found = ModelVersion.objects.filter(sha256=sha).first()
+    found = _existing(m, sha)
     if found:
-        if found.manifest.strip() != m.text.strip():
-            raise ManifestError(
-                f"model.version: this ONNX file is registered as {found.label} with another manifest; "
-                "a changed manifest changes the scores: register the file with a new model.version"
-            )
         return found, False
-    if ModelVersion.objects.filter(name=m.name, version=m.version).exists():
-        raise ManifestError(
-            f"model.version: {m.name} version {m.version} is already registered with another file; bump the version"
-        )
-    rel = f"{m.name}-{sha[:12]}.onnx"
-    settings.MODELS_DIR.mkdir(parents=True, exist_ok=True)
-    dst = settings.MODELS_DIR / rel
-    if not dst.exists():
-        # a temporary name, then a rename: a reader never sees half a model file
-        services.atomic_write(dst, lambda tmp: shutil.copyfile(m.file, tmp))
-        if copied is not None:
-            copied.append(dst)
+    rel = _store_file(m, sha, copied)
     inputs = {i.name: i.shape for i in live.session.get_inputs()}
     outputs = {o.name: o.shape for o in live.session.get_outputs()}
     mv = ModelVersion.objects.create(
@@ -145,7 +190,8 @@ def _register(
 
 
 def register_model(m: ModelManifest, copied: list[Path] | None = None) -> ModelVersion:
-    """Store the ONNX file under MODELS_DIR (by content) and its manifest; idempotent."""
+    """Store the ONNX file under MODELS_DIR (by content, once for every version it backs) and
+    its manifest as the version (name, version); registering the same again changes nothing."""
     return _register(m, copied)[0]
 
 
@@ -158,7 +204,7 @@ def register_upload(
 
     The same checks as `register_models`: the manifest's keys and values, then the manifest
     against the file's real input and output shapes, then name and version. Returns (the model
-    version, whether it is new: the same file with the same manifest is registered once).
+    version, whether it is new: the same name, version, file and manifest are registered once).
     Raises UploadError naming the upload at fault; nothing is stored then."""
     onnx_path = Path(onnx_path)
     onnx_name = onnx_name or onnx_path.name
@@ -191,7 +237,7 @@ def register_upload(
     try:
         with _atomic_with_files() as copied:
             return _register(m, copied, user, live)
-    except ManifestError as exc:  # name and version taken, or the same file with another manifest
+    except ManifestError as exc:  # name and version taken by another file or another manifest
         raise UploadError("manifest", str(exc)) from None
     except IntegrityError:  # registered by someone else at the same moment
         raise UploadError(

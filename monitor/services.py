@@ -157,7 +157,8 @@ def load_ensemble(ens: Ensemble, threshold: float | None = None) -> LiveEnsemble
     the one frozen in the run (an admin may change the ensemble's meanwhile)."""
     members = list(ens.members.order_by("name"))
     threshold = ens.threshold if threshold is None else threshold
-    key = (ens.pk, threshold, ens.rule, tuple(m.sha256 for m in members))
+    # by version, not file: one file may back several versions with different manifests
+    key = (ens.pk, threshold, ens.rule, tuple((m.pk, m.sha256) for m in members))
     if key not in _loaded:
         models = [
             LivenessModel(

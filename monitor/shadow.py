@@ -10,6 +10,11 @@ DailyMetric or Alert row and no file of the sorted or thumbs folders changes. Ea
 from its inbox file with the face box production stored (`FileInput.box`, box_source "stored"),
 so both ensembles look at the same face. Safe to run twice and concurrently: one ShadowScore per
 (ensemble, image), written by upsert.
+
+One model alone (`score_day --model NAME[:VERSION]`, "score with one model" on the runs page) is a
+shadow run of a hidden one-model ensemble, `model:NAME@VERSION` (one_model_ensemble): shadow scores
+are kept per ensemble, so this reuses every page that shows them. Its threshold follows the active
+ensemble's (a model manifest has no threshold), so its decisions compare with production's.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from django.utils import timezone
 from liveness.boxes import Box
 from liveness.pipeline import FileInput, Pipeline
 
-from .models import Ensemble, Image, Run, ShadowScore
+from .models import Ensemble, EnsembleEvent, Image, ModelVersion, Run, ShadowScore
 from .services import JobError, final_timings, gates_from_settings, load_ensemble, mark_started, run_in_process
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,8 @@ SCORE_FIELDS = [
     "scored_at",
 ]
 MAX_ERRORS = 1000
+ONE_MODEL_PREFIX = "model:"  # ':' and '@' are refused in the names admins give ensembles: no clash
+NAME_MAX = Ensemble._meta.get_field("name").max_length
 
 
 def resolve(ensemble: Ensemble | str | int) -> Ensemble:
@@ -58,7 +65,64 @@ def resolve(ensemble: Ensemble | str | int) -> Ensemble:
 
 
 def known_names() -> str:
-    return ", ".join(Ensemble.objects.order_by("name").values_list("name", flat=True)) or "none registered"
+    """The ensembles admins made (the hidden one-model ones are named by their models)."""
+    names = Ensemble.objects.exclude(name__startswith=ONE_MODEL_PREFIX).order_by("name").values_list("name", flat=True)
+    return ", ".join(names) or "none registered"
+
+
+def is_one_model(ens: Ensemble) -> bool:
+    return ens.name.startswith(ONE_MODEL_PREFIX)
+
+
+def known_models() -> str:
+    pairs = ModelVersion.objects.order_by("name", "created_at", "pk").values_list("name", "version")
+    return ", ".join(f"{n}:{v}" for n, v in pairs) or "none registered"
+
+
+def find_model(spec: str) -> ModelVersion:
+    """The model version `NAME:VERSION` names, or with `NAME` alone the version of that name
+    registered last; JobError listing the registered ones otherwise."""
+    name, _, version = spec.strip().partition(":")
+    qs = ModelVersion.objects.filter(name=name, **({"version": version} if version else {}))
+    found = qs.order_by("-created_at", "-pk").first()
+    if found is None:
+        raise JobError(f"unknown model {spec!r} (models: {known_models()})")
+    return found
+
+
+def one_model_ensemble(mv: ModelVersion, user=None) -> Ensemble:
+    """The hidden, never active one-model ensemble of `mv`, made on first use, its threshold set to
+    the active ensemble's (0.5 when none is active); `user`: who asked (None: the command)."""
+    name = f"{ONE_MODEL_PREFIX}{mv.name}@{mv.version}"
+    if len(name) > NAME_MAX:
+        raise JobError(f"{mv.label}: name and version too long for a one-model run ({len(name)} > {NAME_MAX})")
+    active = Ensemble.objects.filter(is_active=True).first()
+    threshold, source = (active.threshold, f"the active ensemble {active.name}") if active else (0.5, "no active one")
+    with transaction.atomic():
+        ens, created = Ensemble.objects.get_or_create(name=name, defaults={"threshold": threshold})
+        if created:
+            ens.members.set([mv])
+            note = f"for one-model shadow runs of {mv.label}; threshold from {source}"
+            EnsembleEvent.objects.create(
+                ensemble=ens, kind=EnsembleEvent.REGISTERED, new_threshold=threshold, note=note, user=user
+            )
+        elif ens.threshold != threshold:
+            _follow(ens, threshold, source, user)
+    return ens
+
+
+def _follow(ens: Ensemble, threshold: float, source: str, user) -> None:
+    """The one-model ensemble takes the active threshold again, recorded as every change is."""
+    EnsembleEvent.objects.create(
+        ensemble=ens,
+        kind=EnsembleEvent.THRESHOLD,
+        old_threshold=ens.threshold,
+        new_threshold=threshold,
+        note=f"follows {source}",
+        user=user,
+    )
+    Ensemble.objects.filter(pk=ens.pk).update(threshold=threshold)
+    ens.threshold = threshold
 
 
 def start_shadow_run(

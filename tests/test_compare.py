@@ -197,3 +197,51 @@ def test_it_lets_viewers_in_and_sends_anonymous_visitors_to_login(client, person
     client.force_login(personas["viewer"])
     response = client.get(URL)
     assert response.status_code == 200 and 'href="/compare/"' in response.content.decode()  # and in the nav
+
+
+def at_threshold_row(page: str, side: str) -> str:
+    row = re.search(rf'<tr data-side="{side}" data-what-if="[01]">(.*?)</tr>', page, re.S).group(1)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row)).strip()
+
+
+def test_it_says_a_past_day_is_a_what_if_after_the_threshold_changed(viewer, pair):
+    prod, _, shared = pair
+    prod.threshold = 0.6  # an admin raised it after the days were decided at 0.5
+    prod.save()
+
+    page = viewer.get(URL, query()).content.decode()
+
+    # independent count of what production decided: the 70 images prod decided at 0.5, and the
+    # swapped image decided by cand at 0.4 (score 0.2: flagged)
+    decided = [sa <= 0.5 for _, sa, _ in shared[:70]] + [0.2 <= 0.4]
+    at_now = sum(sa <= 0.6 for _, sa, _ in shared)
+    assert at_now != sum(decided)
+    a = at_threshold_row(page, "a")
+    assert "what-if for 71 of 71 images" not in a and "what-if: prod at 0.6 (its threshold now)" in a
+    assert f"{at_now} {sum(decided)}" in a  # flagged at 0.6, then production's flagged as decided
+    assert f'id="production" data-flagged="{sum(decided)}"' in page
+    n_prod = sum(decided[:70])
+    assert f"flagged {sum(decided)}</strong>; thresholds in force: prod at 0.5 (70 images, {n_prod} flagged), " in page
+    assert "cand at 0.4 (1 image, 1 flagged)." in page
+
+
+def test_it_says_which_figures_are_what_production_decided(viewer, pair):
+    _, _, shared = pair
+    # from the second day on, prod decided every image at its threshold now, 0.5
+    page = viewer.get(URL, query(**{"from": DAYS[1].isoformat()})).content.decode()
+    a = at_threshold_row(page, "a")
+    assert 'data-side="a" data-what-if="0"' in page
+    assert "as decided: production decided all 46 images with prod at 0.5" in a
+    flagged = sum(sa <= 0.5 for im, sa, _ in shared if im.day >= DAYS[1])
+    assert f"{flagged} {flagged}" in a
+    # cand never ran in production on these days: its figures are a what-if, as its shadow run decided
+    b = at_threshold_row(page, "b")
+    assert "what-if: cand at 0.4 (its threshold now) applied to these scores; production decided none" in b
+    shadow_flagged = sum(sb <= 0.4 for im, _, sb in shared if im.day >= DAYS[1])
+    assert f"shadow runs decided cand at 0.4 (46 images, {shadow_flagged} flagged)" in b
+
+
+def test_it_counts_partly_decided_sets_as_what_ifs(viewer, pair):
+    # the whole range: the swapped image was decided by cand, so 1 of prod's 71 figures is a what-if
+    page = viewer.get(URL, query()).content.decode()
+    assert "what-if for 1 of 71 images: production decided 70 of them with prod at 0.5" in at_threshold_row(page, "a")

@@ -411,3 +411,23 @@ def test_the_django_admin_cannot_change_a_registered_model_version(client, staff
 
     assert ModelVersion.objects.filter(pk=mv.pk).values().get() == before
     assert demo_ensemble.members.filter(pk=mv.pk).exists()
+
+
+# --- one ONNX file, two versions -----------------------------------------------------------------
+
+
+def test_it_lists_two_versions_of_one_onnx_file_each_with_its_own_manifest(client, personas, demo_ensemble, tmp_path):
+    fas_a = DEMO_MANIFEST.with_name("fas_a.toml")
+    (tmp_path / "fas_a.onnx").symlink_to(fas_a.with_name("fas_a.onnx"))
+    text = fas_a.read_text().replace('version = "2"', 'version = "3"').replace("scale = 2.7", "scale = 4.0")
+    (tmp_path / "fas_a.toml").write_text(text)
+    v3 = registry.register_manifest(tmp_path / "fas_a.toml")
+    v2 = ModelVersion.objects.get(name="fas_a", version="2")
+
+    html = page(as_user(client, personas, "viewer"))
+
+    assert v2.sha256 == v3.sha256 and v2.file == v3.file
+    for mv, scale in ((v2, "2.7"), (v3, "4.0")):
+        assert re.search(rf'<tr data-model="{mv.pk}">.*?{mv.sha256[:12]}.*?</tr>', html, re.S)
+        detail = client.get(reverse("model", args=[mv.pk])).content.decode()
+        assert f"scale = {scale}" in detail and f"version = &quot;{mv.version}&quot;" in detail

@@ -205,7 +205,23 @@ def test_it_registers_the_same_file_and_manifest_once(admin, tiny):
     response = post_model(admin, changed, tiny.with_suffix(".onnx"))
     assert response.status_code == 400
     block = field_block(response.content.decode(), "register-model", "manifest")
-    assert "this ONNX file is registered as tiny@1:" in block and "with another manifest" in block
+    assert (
+        "model.version: tiny@1:" in block and "is registered with another manifest (crop.scale: 1.0 -&gt; 1.5)" in block
+    )
+    assert "register it with a new model.version" in block
+
+
+def test_it_registers_the_same_file_with_another_manifest_under_a_new_version(admin, tiny, settings):
+    post_model(admin, tiny, tiny.with_suffix(".onnx"))
+    bumped = tiny.read_text().replace("scale = 1.0", "scale = 1.5").replace('version = "1"', 'version = "2"')
+
+    response = post_model(admin, bumped, tiny.with_suffix(".onnx"))
+
+    assert response.status_code == 302
+    assert "Model tiny v2 registered" in admin.get(response["Location"]).content.decode()
+    one, two = ModelVersion.objects.order_by("version")
+    assert one.sha256 == two.sha256 and one.file == two.file
+    assert models_dir_files(settings) == [settings.MODELS_DIR / one.file]  # the file is stored once
 
 
 def test_it_says_when_a_file_is_missing(admin, tiny):

@@ -3,7 +3,10 @@ everything of production alone. Real demo models on a small generated day."""
 
 import datetime as dt
 import io
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +18,20 @@ from liveness import demo
 from liveness.boxes import Box
 from liveness.pipeline import FileInput, Pipeline
 from monitor import services, shadow
-from monitor.models import Alert, DailyMetric, Device, Image, InboxFile, LabelEvent, Run, ShadowScore
+from monitor.models import (
+    Alert,
+    DailyMetric,
+    Device,
+    Ensemble,
+    Image,
+    InboxFile,
+    LabelEvent,
+    ModelVersion,
+    Run,
+    ShadowScore,
+)
 from monitor.registry import register_manifest
-from tests.conftest import DEMO_MANIFEST
+from tests.conftest import DEMO_MANIFEST, ROOT
 
 DAY = dt.date(2026, 11, 20)
 FAS_A = DEMO_MANIFEST.parent / "fas_a.toml"
@@ -246,3 +260,138 @@ def test_it_starts_a_normal_run_from_the_runs_page_with_the_active_ensemble(clie
     response = client.post(reverse("run-start"), {"day": DAY.isoformat(), "ensemble": "demo"})
     assert response.status_code == 302
     assert not Run.objects.filter(shadow=True).exists() and Run.objects.count() == 2
+
+
+# --- one model alone -----------------------------------------------------------------------------
+
+
+def one_model(out: io.StringIO, spec: str, *extra: str) -> Run:
+    call_command("score_day", DAY.isoformat(), "--model", spec, *extra, stdout=out, stderr=io.StringIO())
+    return Run.objects.filter(shadow=True).latest("pk")
+
+
+@pytest.mark.django_db
+def test_it_scores_one_model_alone_from_the_command_at_the_active_threshold(scored_day):
+    out = io.StringIO()
+    run = one_model(out, "fas_b")
+
+    fas_b = ModelVersion.objects.get(name="fas_b")
+    assert run.ensemble.name == "model:fas_b@2" and not run.ensemble.is_active
+    assert list(run.ensemble.members.all()) == [fas_b] and run.threshold == 0.484  # the demo ensemble's
+    rows = ShadowScore.objects.filter(run=run)
+    assert rows.count() == production_scored().count() and {tuple(s.scores) for s in rows} == {("fas_b",)}
+    for s in rows.select_related("image"):
+        assert s.score == pytest.approx(s.image.scores["fas_b"], abs=1e-5)
+    assert f"shadow run of model {fas_b.label} (threshold 0.484): {rows.count()} images scored" in out.getvalue()
+    # a second run reuses the hidden ensemble, which is no ensemble admins pick from
+    one_model(io.StringIO(), "fas_b:2", "--rescore")
+    assert Ensemble.objects.filter(name__startswith="model:").count() == 1
+    assert "model:" not in shadow.known_names()
+
+
+@pytest.mark.django_db
+def test_it_shadow_runs_one_onnx_file_under_two_versions_with_two_crop_scales(scored_day, tmp_path):
+    text = FAS_A.read_text().replace('version = "2"', 'version = "3"').replace("scale = 2.7", "scale = 4.0")
+    (tmp_path / "fas_a.toml").write_text(text)
+    (tmp_path / "fas_a.onnx").symlink_to(FAS_A.with_name("fas_a.onnx"))
+    call_command("register_models", str(tmp_path / "fas_a.toml"), "--no-measure", stdout=io.StringIO())
+
+    newest = one_model(io.StringIO(), "fas_a")  # without a version: the one registered last
+    older = one_model(io.StringIO(), "fas_a:2")
+
+    assert (newest.ensemble.name, older.ensemble.name) == ("model:fas_a@3", "model:fas_a@2")
+    by_image = {}
+    for s in ShadowScore.objects.filter(run__in=[newest, older]):
+        by_image.setdefault(s.image_id, {})[s.ensemble.name] = s.score
+    assert len(by_image) == production_scored().count() and all(len(v) == 2 for v in by_image.values())
+    assert any(abs(v["model:fas_a@3"] - v["model:fas_a@2"]) > 1e-3 for v in by_image.values())  # another crop
+    for im in production_scored():  # version 2 is production's fas_a
+        assert by_image[im.pk]["model:fas_a@2"] == pytest.approx(im.scores["fas_a"], abs=1e-5)
+
+
+@pytest.mark.django_db
+def test_it_follows_the_active_threshold_and_records_the_change(scored_day, personas):
+    from monitor.registry import set_threshold
+
+    first = one_model(io.StringIO(), "fas_c")
+    set_threshold(services.active_ensemble(), 0.6, user=personas["admin"], note="tighter")
+
+    second = one_model(io.StringIO(), "fas_c", "--rescore")
+
+    assert (first.threshold, second.threshold) == (0.484, 0.6)
+    kinds = list(second.ensemble.events.order_by("created_at", "id").values_list("kind", "new_threshold"))
+    assert kinds == [("registered", 0.484), ("threshold", 0.6)]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("nope", r"unknown model 'nope' \(models: fas_a:2, fas_b:2, fas_c:2\)"),
+        ("fas_a:9", r"unknown model 'fas_a:9' \(models: fas_a:2, fas_b:2, fas_c:2\)"),
+    ],
+)
+def test_it_names_the_known_models_for_an_unknown_one(demo_ensemble, spec, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("score_day", DAY.isoformat(), "--model", spec)
+    assert not Run.objects.exists() and not Ensemble.objects.filter(name__startswith="model:").exists()
+
+
+@pytest.mark.django_db
+def test_it_refuses_an_ensemble_and_a_model_at_once(demo_ensemble):
+    with pytest.raises(CommandError, match="give --ensemble or --model, not both"):
+        call_command("score_day", DAY.isoformat(), "--model", "fas_a", "--ensemble", "demo")
+
+
+def test_it_exits_non_zero_for_an_unknown_model(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    env["KOALA_DATA_DIR"] = str(tmp_path)
+
+    def manage(*args):
+        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+
+    assert manage("migrate", "-v", "0").returncode == 0
+    assert manage("register_models", str(FAS_A), "--no-measure").returncode == 0
+    result = manage("score_day", DAY.isoformat(), "--model", "fas_x")
+    assert result.returncode != 0 and "unknown model 'fas_x' (models: fas_a:2)" in result.stderr
+
+
+# --- one model alone from the runs page ----------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_scores_with_one_model_from_the_runs_page(client, personas, scored_day):
+    client.force_login(personas["admin"])
+    fas_b = ModelVersion.objects.get(name="fas_b")
+    page = client.get(reverse("runs")).content.decode()
+    assert "Score with one model" in page and f'<option value="{fas_b.pk}">{fas_b.label}</option>' in page
+
+    response = client.post(reverse("run-start"), {"day": DAY.isoformat(), "model": fas_b.pk})
+
+    run = Run.objects.get(shadow=True)
+    assert response.status_code == 302 and response["Location"] == reverse("run", args=[run.pk])
+    assert (run.status, run.ensemble.name, run.trigger, run.threshold) == (Run.DONE, "model:fas_b@2", "manual", 0.484)
+    assert ShadowScore.objects.filter(run=run).count() == production_scored().count()
+    assert run.ensemble.events.get().user == personas["admin"]
+    page = client.get(reverse("runs")).content.decode()
+    assert "shadow: model:fas_b@2" in page
+    assert '<option value="model:fas_b@2"' not in page  # offered by its model, not as an ensemble
+
+
+@pytest.mark.django_db
+def test_it_shows_the_error_of_a_bad_one_model_form(client, personas, scored_day):
+    client.force_login(personas["admin"])
+    response = client.post(reverse("run-start"), {"day": DAY.isoformat(), "model": "999999"})
+    assert response.status_code == 400
+    assert "model: Select a valid choice." in response.content.decode()
+    assert not Run.objects.filter(shadow=True).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ["viewer", "reviewer"])
+def test_it_offers_one_model_runs_to_admins_only(client, personas, scored_day, role):
+    client.force_login(personas[role])
+    assert "Score with one model" not in client.get(reverse("runs")).content.decode()
+    fas_b = ModelVersion.objects.get(name="fas_b")
+    assert client.post(reverse("run-start"), {"day": DAY.isoformat(), "model": fas_b.pk}).status_code == 403
+    assert not Run.objects.filter(shadow=True).exists()

@@ -253,6 +253,8 @@ def test_it_refuses_an_ensemble_with_two_models_of_the_same_name(tmp_path):
         ({"crop__small_face_maxscale": 4.0}, "did you mean 'small_face_max_scale'?"),
         ({"input__border": "shift"}, "input.border: unknown key; it belongs in [crop]"),
         ({"output__size": [80, 80]}, "output.size: unknown key; it belongs in [input]"),
+        ({"output__scale": 2.7}, "output.scale: unknown key; it belongs in [input] or [crop]"),
+        ({"input__input_size": [80, 80]}, "input.input_size: unknown key; did you mean 'size'?"),
     ],
 )
 def test_it_refuses_an_unknown_key_of_a_model_manifest_and_suggests_the_known_one(tmp_path, override, message):
@@ -261,6 +263,38 @@ def test_it_refuses_an_unknown_key_of_a_model_manifest_and_suggests_the_known_on
         load_manifest(path)
     assert message in str(exc.value)
     assert str(path) in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"input__crop_scale": 2.7}, "crop_scale is not an [input] key; did you mean [crop] scale?"),
+        ({"crop__input_scale": "raw"}, "input_scale is not a [crop] key; did you mean [input] scale?"),
+        ({"crop__pixel_scale": "raw"}, "pixel_scale is not a [crop] key; did you mean [input] scale?"),
+        ({"input__crop_size": [80, 80]}, "crop_size is not an [input] key, and [crop] has no key 'size'"),
+    ],
+)
+def test_it_suggests_the_key_of_the_section_a_word_of_the_key_names(tmp_path, override, message):
+    # input.scale (values /255 or raw) is spelt like crop_scale but is another setting: never suggested
+    with pytest.raises(ManifestError) as exc:
+        load_manifest(write(tmp_path, "m.toml", manifest_text(minimal(**override))))
+    assert message in str(exc.value)
+    assert "did you mean 'scale'" not in str(exc.value) and "did you mean 'size'" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"input__scale": 255}, 'input.scale: expected one of "unit", "raw" (a string in quotes), got 255'),
+        ({"input__color": 1}, 'input.color: expected one of "RGB", "BGR" (a string in quotes), got 1'),
+        ({"crop__side": True}, 'crop.side: expected one of "max", "axes" (a string in quotes), got True'),
+        ({"input__layout": "NCWH"}, "input.layout: must be one of NCHW, NHWC, got 'NCWH'"),
+    ],
+)
+def test_it_lists_the_allowed_values_of_a_bad_value(tmp_path, override, message):
+    with pytest.raises(ManifestError) as exc:
+        load_manifest(write(tmp_path, "m.toml", manifest_text(minimal(**override))))
+    assert message in str(exc.value)
 
 
 def test_it_lists_the_known_keys_when_nothing_is_close(tmp_path):
@@ -428,3 +462,58 @@ def test_it_loads_every_shared_model_manifest():
             load_detector_manifest(path)
         else:
             load_manifest(path)
+
+
+# --- the cookbook of published models (liveness/manifests/) ----------------------------------------
+
+COOKBOOK = ROOT / "liveness" / "manifests"
+
+
+def _is_detector(path: Path) -> bool:
+    return "detector" in tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("path", sorted(COOKBOOK.glob("*.toml")), ids=lambda p: p.name)
+def test_it_loads_every_cookbook_manifest_and_says_where_its_file_is_published(path):
+    loaded = load_detector_manifest(path) if _is_detector(path) else load_manifest(path)
+    assert loaded.name
+    text = path.read_text(encoding="utf-8")
+    if not isinstance(loaded, EnsembleManifest):
+        assert "# Where the ONNX file is published:" in text and "# What the authors' code does" in text
+
+
+def test_it_describes_minifasnet_as_its_authors_crop_and_read_it():
+    v2, v1se = load_manifest(COOKBOOK / "minifasnet-v2.toml"), load_manifest(COOKBOOK / "minifasnet-v1se.toml")
+    for m, scale in ((v2, 2.7), (v1se, 4.0)):
+        assert m.crop == CropRecipe(
+            side="axes", scale=scale, border="shift", resize="stretch", interpolation="opencv_linear"
+        )
+        assert (m.size, m.layout, m.color, m.scale) == ((80, 80), "NCHW", "BGR", "raw")
+        assert (m.mean, m.std) == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+        assert (m.output_type, m.activation, m.live_index) == ("logits", "softmax", (1,))
+    both = load_manifest(COOKBOOK / "silent-face.toml")
+    assert [m.name for m in both.models] == [v2.name, v1se.name] and both.threshold == 0.5
+
+
+def test_it_describes_the_letterboxed_rgb_model_as_its_authors_crop_and_read_it():
+    m = load_manifest(COOKBOOK / "antispoofing-bin-128.toml")
+    assert m.crop == CropRecipe(side="max", scale=1.5, border="pad", resize="letterbox", interpolation="opencv_linear")
+    assert (m.size, m.color, m.scale, m.mean, m.std) == ((128, 128), "RGB", "unit", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    assert (m.activation, m.live_index, m.classes) == ("softmax", (0,), ("live", "spoof"))
+
+
+def test_it_describes_the_two_detectors_with_their_authors_thresholds():
+    yunet = load_detector_manifest(COOKBOOK / "yunet-2023mar.toml")
+    ultraface = load_detector_manifest(COOKBOOK / "ultraface-rfb320.toml")
+    assert (yunet.family, yunet.file.name, yunet.score_threshold, yunet.nms_iou) == (
+        "yunet",
+        "face_detection_yunet_2023mar.onnx",
+        0.6,
+        0.3,
+    )
+    assert (ultraface.family, ultraface.input_size, ultraface.score_threshold, ultraface.nms_iou) == (
+        "ultraface",
+        (240, 320),
+        0.7,
+        0.5,
+    )

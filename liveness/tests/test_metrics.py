@@ -315,6 +315,27 @@ def test_it_filters_by_face_size_and_lets_a_missing_size_pass():
     assert (r.attack, r.genuine) == (0, 1)
 
 
+# minface 130 on one face box: (face_w, face_h, kept); a known side bounds min(w, h) from above
+ONE_BOX = [
+    (140.0, 150.0, True),  # both known, min 140 >= 130
+    (140.0, 120.0, False),  # both known, min 120 < 130
+    (120.0, float("nan"), False),  # one known, below N: min(w, h) <= 120 < 130 whatever h is
+    (float("nan"), 120.0, False),
+    (130.0, float("nan"), True),  # one known, at N: the min is unknown, and unknown passes
+    (float("nan"), 200.0, True),
+    (float("nan"), float("nan"), True),  # none known: missing, passes
+]
+
+
+@pytest.mark.parametrize("w,h,kept", ONE_BOX)
+def test_it_keeps_a_face_box_by_its_known_sides(w, h, kept):
+    # the path of stored images too: monitor.thresholds passes box_w / box_h as these arrays
+    rows = strategy_table([0.2, 0.9], [True, False], face_w=[w, w], face_h=[h, h], target_fprs=(0.5,))
+    r = row_of(rows, 130, False, 0.5)
+    assert (r.attack, r.genuine) == ((1, 1) if kept else (0, 0))
+    assert row_of(rows, None, False, 0.5).genuine == 1  # no filter keeps it in every case
+
+
 def test_it_filters_by_the_quality_gates_and_lets_missing_values_pass():
     nan = float("nan")
     s = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.9]

@@ -135,6 +135,25 @@ def test_it_gives_the_iso_figures_of_the_fixture():
     assert apcer_point(ss.scores, ss.is_attack, ss.attack_types, 0.5).threshold == 0.45
 
 
+@pytest.mark.parametrize(
+    "w,h,kept",
+    [
+        ("140", "150", True),  # both known, min 140
+        ("140", "120", False),  # both known, min 120
+        ("120", "", False),  # one known, below 130: min(w, h) <= 120 whatever the empty side is
+        ("", "120", False),
+        ("130", "", True),  # one known, at 130: the min is unknown, and unknown passes
+        ("", "200", True),
+        ("", "", True),  # none known: missing, passes
+    ],
+)
+def test_it_keeps_a_face_box_of_a_score_file_by_its_known_sides(w, h, kept):
+    text = f"path,score,label,face_w,face_h\na.jpg,0.2,attack,{w},{h}\ng.jpg,0.9,genuine,{w},{h}\n"
+    rows = strategy_table(**read_scores(text).table_inputs(), target_fprs=(0.5,), minfaces=(None, 130))
+    [r] = [r for r in rows if (r.minface, r.quality) == (130, False)]
+    assert (r.attack, r.genuine) == ((1, 1) if kept else (0, 0))
+
+
 def test_it_accepts_text_bytes_files_and_paths():
     text = SMALL.read_text()
     for source in (text, text.encode(), io.StringIO(text), io.BytesIO(text.encode()), str(SMALL), SMALL):

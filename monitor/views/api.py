@@ -30,6 +30,7 @@ from ..access import get_image_for_user
 from ..api_auth import ApiError, api_view
 from ..browse import BrowseForm, category_counts, page
 from ..models import CATEGORIES, DailyMetric, DayFigures, Device, Image
+from ..scorings import scorings
 
 DEFAULT_LIMIT, MAX_LIMIT = 100, 500
 DEFAULT_METRIC_DAYS = 30
@@ -136,6 +137,7 @@ def image_detail(request, im: Image) -> dict:
         out[field.name] = getattr(im, field.attname)
     out["id"] = im.pk
     out["device"] = im.device.name
+    out["scorings"] = scorings(im)  # production's and every shadow run's, with run, versions, threshold
     out["ensemble"] = im.ensemble.name if im.ensemble_id else None
     out["ensemble_id"] = im.ensemble_id
     out["run"] = im.run_id

@@ -93,11 +93,25 @@ def _row(r) -> dict:
     }
 
 
+def _provenance(side: service.Side) -> str:
+    """Whether the side's figures at its threshold are what production decided, or a what-if."""
+    n, done = len(side.scores), side.as_decided
+    at = f"{side.name} at {thresholds.threshold_text(side.threshold)}"
+    if not side.what_if:
+        return f"as decided: production decided all {n} images with {at}"
+    if not done:
+        return f"what-if: {at} (its threshold now) applied to these scores; production decided none of them with {at}"
+    return f"what-if for {n - done} of {n} images: production decided {done} of them with {at}"
+
+
 def _side(side: service.Side) -> dict:
     c = side.at_threshold
     return {
         "name": side.name,
         "threshold": thresholds.threshold_text(side.threshold),
+        "what_if": side.what_if,
+        "provenance": _provenance(side),
+        "shadow_at": ", ".join(d.text for d in side.shadow_at),
         "tp": c.tp,
         "fn": c.fn,
         "fp": c.fp,
@@ -145,6 +159,7 @@ def _result_context(c: service.Comparison) -> dict:
         "side_b": _side(c.b),
         "sides": [_side(c.a) | {"side": "a", "letter": "A"}, _side(c.b) | {"side": "b", "letter": "B"}],
         "disagreements": disagreements,
+        "production": c.production,
     }
 
 

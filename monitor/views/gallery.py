@@ -13,6 +13,7 @@ from django.utils.timezone import template_localtime
 from .. import browse
 from ..access import VIEW, get_image_for_user, require
 from ..models import CATEGORIES, DailyMetric, Device
+from ..scorings import scorings
 from . import labelling
 
 
@@ -133,17 +134,8 @@ def image_detail(request, pk):
     form = browse.BrowseForm(request.GET)
     data = form.cleaned_data if form.is_valid() else {"sort": "score"}
     prev, nxt = browse.neighbours(im, data)
-    threshold = im.threshold
-    scores = [
-        {
-            "model": name,
-            "score": value,
-            "live": threshold is not None and value > threshold,
-            "guess": im.attack_guesses.get(name, ""),
-            "version": im.model_versions.get(name, ""),
-        }
-        for name, value in sorted(im.scores.items())
-    ]
+    every = scorings(im)
+    scores = every[0]["models"] if every and every[0]["kind"] == "production" else []
     overlay = {
         "width": im.width,
         "height": im.height,
@@ -153,6 +145,7 @@ def image_detail(request, pk):
     ctx = {
         "im": im,
         "scores": scores,
+        "shadow_scorings": [s for s in every if s["kind"] == "shadow"],
         "overlay": overlay,
         "prev": prev,
         "next": nxt,

@@ -1,5 +1,6 @@
 """Runs: history with counts, durations and errors; progress; "score this day now" for admins,
-with the active ensemble (a normal run) or another one (a shadow run, monitor/shadow.py)."""
+with the active ensemble (a normal run) or another one (a shadow run, monitor/shadow.py), or
+"score with one model": a shadow run of one registered model version alone."""
 
 import datetime as dt
 
@@ -12,26 +13,12 @@ from django.views.decorators.http import require_POST
 
 from .. import services, shadow, tasks
 from ..access import RUN, VIEW, require
-from ..models import Ensemble, Run
+from ..models import Ensemble, ModelVersion, Run
 
 
-class StartForm(forms.Form):
+class DayForm(forms.Form):
     day = forms.DateField(input_formats=["%Y-%m-%d"], widget=forms.DateInput(attrs={"type": "date"}))
-    ensemble = forms.ModelChoiceField(
-        queryset=Ensemble.objects.order_by("-is_active", "name"),
-        to_field_name="name",
-        required=False,
-        empty_label=None,
-        label="ensemble",
-        help_text="another than the active one: a shadow run (scores only, images and folders unchanged)",
-    )
     rescore = forms.BooleanField(required=False, label="score already scored images again")
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        active = Ensemble.objects.filter(is_active=True).first()
-        if active is not None and "ensemble" not in self.initial:
-            self.initial["ensemble"] = active.name
 
     def clean_day(self):
         day = self.cleaned_data["day"]
@@ -40,15 +27,55 @@ class StartForm(forms.Form):
         return day
 
 
+class StartForm(DayForm):
+    field_order = ["day", "ensemble", "rescore"]
+    ensemble = forms.ModelChoiceField(
+        # the hidden one-model ensembles are offered by their model, in OneModelForm
+        queryset=Ensemble.objects.exclude(name__startswith=shadow.ONE_MODEL_PREFIX).order_by("-is_active", "name"),
+        to_field_name="name",
+        required=False,
+        empty_label=None,
+        label="ensemble",
+        help_text="another than the active one: a shadow run (scores only, images and folders unchanged)",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        active = Ensemble.objects.filter(is_active=True).first()
+        if active is not None and "ensemble" not in self.initial:
+            self.initial["ensemble"] = active.name
+
+
+class OneModelForm(DayForm):
+    """A shadow run of one model version alone, without making an ensemble by hand."""
+
+    field_order = ["day", "model", "rescore"]
+    model = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.order_by("name", "-created_at"),
+        empty_label=None,
+        label="model",
+        help_text="a shadow run of this model alone, at the active ensemble's threshold",
+    )
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("auto_id", "id_one_%s")  # on the same page as StartForm: ids of its own
+        super().__init__(*args, **kwargs)
+        self.fields["model"].label_from_instance = lambda mv: mv.label
+
+
 @require(VIEW)
 def run_list(request):
     default_day = timezone.localdate() - dt.timedelta(days=1)
-    ctx = {
-        "runs": Run.objects.select_related("ensemble")[:100],
-        "form": StartForm(initial={"day": default_day}),
-        "can_run": request.user.has_perm(RUN),
-    }
-    return render(request, "monitor/runs.html", ctx)
+    shown = {"form": StartForm(initial={"day": default_day}), "model_form": OneModelForm(initial={"day": default_day})}
+    return _page(request, shown, can_run=request.user.has_perm(RUN))
+
+
+def _page(request, shown: dict, *, can_run: bool = True, status: int = 200):
+    """The runs page with the forms in `shown` (e.g. one with its errors), the others blank."""
+    ctx = {"runs": Run.objects.select_related("ensemble")[:100], "can_run": can_run, **shown}
+    ctx.setdefault("form", StartForm())
+    ctx.setdefault("model_form", OneModelForm())
+    return render(request, "monitor/runs.html", ctx, status=status)
 
 
 @require(VIEW)
@@ -78,10 +105,11 @@ def status(request, pk):
 @require_POST
 @require(RUN)
 def start(request):
+    if "model" in request.POST:
+        return _start_one_model(request)
     form = StartForm(request.POST)
     if not form.is_valid():
-        ctx = {"runs": Run.objects.select_related("ensemble")[:100], "form": form, "can_run": True}
-        return render(request, "monitor/runs.html", ctx, status=400)
+        return _page(request, {"form": form}, status=400)
     chosen = form.cleaned_data["ensemble"]
     if chosen is not None and not chosen.is_active:
         return _start_shadow(request, form.cleaned_data["day"], chosen, form.cleaned_data["rescore"])
@@ -110,3 +138,15 @@ def _start_shadow(request, day, ensemble: Ensemble, rescore: bool):
     except Exception as exc:  # noqa: BLE001 - the run row shows it; the page must not 500
         messages.error(request, f"the shadow run failed: {exc}")
     return redirect("run", pk=run.pk)
+
+
+def _start_one_model(request):
+    form = OneModelForm(request.POST)
+    if not form.is_valid():
+        return _page(request, {"model_form": form}, status=400)
+    try:
+        ens = shadow.one_model_ensemble(form.cleaned_data["model"], user=request.user)
+    except services.JobError as exc:
+        messages.error(request, str(exc))
+        return redirect("runs")
+    return _start_shadow(request, form.cleaned_data["day"], ens, form.cleaned_data["rescore"])

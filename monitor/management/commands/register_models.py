@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from liveness.manifest import ManifestError
 from monitor.models import Ensemble, ModelVersion
@@ -28,15 +29,19 @@ class Command(BaseCommand):
         parser.add_argument("--no-measure", action="store_true", help="do not measure the models' speed")
 
     def handle(self, *args, manifest, activate, threshold, no_measure=False, **options):
+        started = timezone.now()  # versions made from now on are new; the others were registered already
         try:
             result = register_manifest(manifest, activate=activate, threshold=threshold)
         except ManifestError as exc:
             raise CommandError(str(exc)) from None
         if isinstance(result, Ensemble):
             models = list(result.members.order_by("name"))
-            members = ", ".join(m.label for m in models)
+            members = ", ".join(m.label + (" (new)" if m.created_at >= started else "") for m in models)
             state = "active" if result.is_active else "not active"
             self.stdout.write(f"ensemble {result.name}: threshold {result.threshold:g}, {state}; models {members}")
+        elif result.created_at < started:
+            models = [result]
+            self.stdout.write(f"model {result.label} was registered already with this manifest: nothing changed")
         else:
             models = [result]
             self.stdout.write(f"model {result.label} registered")

@@ -14,7 +14,8 @@ class Command(ProgressCommand):
         "Score inbox days in this process, with the same service functions as the Celery job: "
         "discover new files, score them in batches, link them into sorted folders, finish the run. "
         "With --ensemble NAME of a non-active ensemble: a shadow run, which scores the day's stored images "
-        "into shadow scores and leaves the images, their categories, the folders and the day's figures alone."
+        "into shadow scores and leaves the images, their categories, the folders and the day's figures alone. "
+        "With --model NAME[:VERSION]: a shadow run of that one model alone."
     )
 
     def add_arguments(self, parser):
@@ -29,8 +30,14 @@ class Command(ProgressCommand):
             help="score with this ensemble: the active one is a normal run, another one a shadow run "
             "(compare them on the compare page)",
         )
+        parser.add_argument(
+            "--model",
+            metavar="NAME[:VERSION]",
+            help="a shadow run of this one model alone (default version: the one registered last), in a "
+            "hidden one-model ensemble model:NAME@VERSION at the active ensemble's threshold",
+        )
 
-    def handle(self, *args, days, all, inbox, rescore, batch_size, ensemble=None, **options):
+    def handle(self, *args, days, all, inbox, rescore, batch_size, ensemble=None, model=None, **options):
         if inbox is not None:
             if not inbox.is_dir():
                 raise CommandError(f"--inbox: {inbox} is not a folder")
@@ -43,7 +50,7 @@ class Command(ProgressCommand):
                 chosen += services.inbox_days()
             if not chosen:
                 raise CommandError("give at least one day (YYYY-MM-DD) or --all")
-            ens = shadow.resolve(ensemble) if ensemble else None
+            ens = self._ensemble(ensemble, model)
             if ens is None or ens.is_active:
                 services.active_ensemble()
                 services.face_detector()  # a broken detector manifest stops here, before any run
@@ -65,6 +72,15 @@ class Command(ProgressCommand):
                 f"day total: {counts}"
             )
 
+    @staticmethod
+    def _ensemble(ensemble: str | None, model: str | None) -> Ensemble | None:
+        """The ensemble named, the hidden one-model ensemble of the model named, or None (the active one)."""
+        if ensemble and model:
+            raise CommandError("give --ensemble or --model, not both")
+        if model:
+            return shadow.one_model_ensemble(shadow.find_model(model))
+        return shadow.resolve(ensemble) if ensemble else None
+
     def _with_bar(self, desc: str, unit: str, run_fn, *args, **kwargs):
         """`run_fn(*args, **kwargs, progress=, total=)` with a progress bar of its batches."""
         bar = self.progress_bar(desc=desc, unit=unit)
@@ -80,8 +96,9 @@ class Command(ProgressCommand):
             f"{day} shadow {ens.name}", "image", shadow.run_shadow_day, day, ens, rescore=rescore, batch_size=batch_size
         )
         c = run.counts
+        what = f"model {ens.members.get().label}" if shadow.is_one_model(ens) else f"ensemble {ens.name}"
         self.stdout.write(
-            f"{day}: shadow run of ensemble {ens.name} (threshold {run.threshold:g}): {c.get('scored', 0)} images "
+            f"{day}: shadow run of {what} (threshold {run.threshold:g}): {c.get('scored', 0)} images "
             f"scored, {c.get('flagged', 0)} flagged, {run.failed_files} not scored in "
             f"{run.timings.get('total_s', 0):.1f} s; {c.get('day_total', 0)} shadow scores of the day; "
             f"images, categories and folders unchanged"
