@@ -1,7 +1,8 @@
 """Every benchmark of issue 7 in one run (`make bench`): the daily job's throughput and memory
 (bench.pipeline), the gallery's server time (bench.gallery) and the threshold table (bench.threshold_table),
 one after the other (never at the same time: they would slow each other down), then one table
-of the six figures with pass / fail against the issue's targets.
+of the six figures with pass / fail against the issue's targets, and (issue 14) the cost of the
+decode, the crops and the thumbnails, OpenCV beside Pillow.
 
     python -m bench.all [--images 1500] [--database sqlite|postgres] [--json bench/results/bench.json]
 
@@ -55,6 +56,36 @@ def load(path: Path) -> dict | None:
 
 def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def stage_rows(pipe: dict) -> list[dict]:
+    """Issue 14: decode, crops and thumbnails per image, in one worker (stage timer, ms of wall
+    time) and in the what-ifs (median CPU ms, 640x480 / 1920x1080 mix), OpenCV beside Pillow."""
+    st = {k: v["ms_per_image"] for k, v in (pipe.get("profile") or {}).get("stages", {}).items()}
+    w = pipe.get("whatif", {}).get("ms_mixed", {})
+
+    def ms(name: str) -> str:
+        return f"{w[name]:.2f}" if name in w else "n/a"
+
+    return [
+        {
+            "item": "7. decode, crops, thumbs",
+            "value": f"decode {st.get('decode', 0):.2f}, crops (3 models) {st.get('crop (3 models)', 0):.2f},"
+            f" thumbnail {st.get('thumbnail (resize in memory)', 0):.2f} ms/image (stage timer, one worker)",
+            "target": "",
+            "ok": None,
+        },
+        {
+            "item": "7. ... OpenCV vs Pillow",
+            "value": f"crops {ms('crops from full')} (Pillow affine before"
+            f" {ms('crops from full, Pillow affine (before)')}),"
+            f" thumbnail {ms('thumbnail from full (box reduction, as Pipeline)')} (Pillow reduce"
+            f" {ms('thumbnail, Pillow reduce alone')}), decode {ms('decode full')} (cv2.imdecode"
+            f" {ms('decode full, cv2.imdecode (not used)')}, not used) ms, what-if mix",
+            "target": "",
+            "ok": None,
+        },
+    ]
 
 
 def summary_rows(pipe: dict | None, gallery: dict | None, table: dict | None) -> list[dict]:
@@ -125,7 +156,7 @@ def summary_rows(pipe: dict | None, gallery: dict | None, table: dict | None) ->
                 "ok": med < THRESHOLD_TABLE_S,
             }
         )
-    return rows
+    return rows + (stage_rows(pipe) if pipe else [])
 
 
 def main(argv=None) -> int:

@@ -820,6 +820,7 @@ def inprocess(day: dt.date, threads: int, timer: StageTimer | None = None) -> di
         (lp, "decode_image", "decode"),
         (lp, "assess", "quality"),
         (lp, "crop_face", "crop"),
+        (lp.Pipeline, "crop_pixels", "crop"),  # the array the OpenCV crops read
         (lp, "crop_rect", "crop_rect"),
         (LivenessModel, "probabilities", "probabilities"),
         (LivenessModel, "to_tensor", "to_tensor"),
@@ -867,17 +868,86 @@ def inprocess(day: dt.date, threads: int, timer: StageTimer | None = None) -> di
 # what-ifs: the same images through the full-size path and the draft path, one process
 
 
+def affine_crop(img, recipe, box, size) -> np.ndarray:
+    """The `opencv_linear` crop before issue 14 (commit d5b63e0): OpenCV's INTER_LINEAR taps
+    sampled by Pillow's affine transform, within one grey level of cv2.resize. For the what-ifs."""
+    from PIL import Image as PILImage
+
+    from liveness.crop import source_rect
+
+    def resize(w, h):
+        x0, y0, x1, y1 = rect
+        rw, rh, src = x1 - x0, y1 - y0, img
+        if x0 < 0 or y0 < 0 or x1 > img.width or y1 > img.height or rw < w or rh < h:
+            src, x0, y0 = img.crop(rect), 0, 0
+        affine = (rw / w, 0, x0, 0, rh / h, y0)
+        return src.transform((w, h), PILImage.Transform.AFFINE, affine, PILImage.Resampling.BILINEAR)
+
+    (h, w), rect = size, source_rect(img, recipe, box)
+    if recipe.resize == "stretch":
+        return np.asarray(resize(w, h))
+    rw, rh = rect[2] - rect[0], rect[3] - rect[1]
+    f = min(w / rw, h / rh)
+    nw, nh = max(1, round(rw * f)), max(1, round(rh * f))
+    out = PILImage.new("RGB", (w, h))
+    out.paste(resize(nw, nh), ((w - nw) // 2, (h - nh) // 2))
+    return np.asarray(out)
+
+
+def crops_as_pipeline(pipeline, img, box, scale: float):
+    """The array the OpenCV crops read and every model's crop, as `Pipeline._prepare` makes them."""
+    from liveness.crop import crop_face
+
+    pixels = pipeline.crop_pixels(img, box, scale)
+    crops = []
+    for m in pipeline.ensemble.models:
+        c = m.manifest.crop
+        crops.append(
+            crop_face(pixels if c.interpolation == "opencv_linear" else img, c, box, m.manifest.size, scale=scale)
+        )
+    return pixels, crops
+
+
+def tally(counts: dict, key: str, identical: bool) -> None:
+    counts[key] = [counts.get(key, [0, 0])[0] + bool(identical), counts.get(key, [0, 0])[1] + 1]
+
+
+def opencv_whatifs(timed, size: str, data: bytes, img, models, box, same: dict) -> None:
+    """OpenCV against Pillow on one full-size image: the decode (cv2.imdecode, not used: see
+    liveness/decode.py), the thumbnail's box reduction and the crops as before issue 14; `same`
+    counts, per comparison, the images whose OpenCV result is identical and all images."""
+    import cv2
+
+    with timed(size, "decode full, cv2.imdecode (not used)"):
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
+    pixels = np.asarray(img)
+    tally(same, "decode cv2.imdecode", arr is not None and np.array_equal(arr, pixels))
+    k = math.ceil(max(img.size) / THUMB_SIDE)
+    with timed(size, "thumbnail, Pillow reduce alone"):
+        reduced = img.reduce(k)
+    with timed(size, "thumbnail, cv2 INTER_AREA of the array"):
+        area = cv2.resize(pixels, (img.width // k, img.height // k), interpolation=cv2.INTER_AREA)
+    tally(same, f"thumbnail cv2 INTER_AREA, factor {k}", np.array_equal(area, np.asarray(reduced)))
+    with timed(size, "crops: np.asarray(whole image)"):
+        np.asarray(img)
+    with timed(size, "crops from full, Pillow affine (before)"):
+        for m in models:
+            affine_crop(img, m.manifest.crop, box, m.manifest.size)
+
+
 def whatif(args, files: list[dict]) -> dict:
     from PIL import Image as PILImage
 
     from liveness.boxes import Box
-    from liveness.crop import crop_face
     from liveness.decode import decode_image
+    from liveness.pipeline import Pipeline
     from liveness.quality import Gates, assess
     from monitor import services
 
     ens = services.load_ensemble(services.active_ensemble())  # 1 thread (set by the profiled run)
     models = ens.models
+    pipeline = Pipeline(ens)
+    same: dict[str, list[int]] = {}  # OpenCV results identical to Pillow's: [images, of all]
     sample = [f for f in files if not f["big"]][: args.whatif_images] + [f for f in files if f["big"]][
         : args.whatif_images
     ]
@@ -909,16 +979,17 @@ def whatif(args, files: list[dict]) -> dict:
         r = draft.reduction
         reductions[f"{size} 1/{r}"] += 1
         for mode, img, sc in (("full", full.image, 1), ("draft", draft.image, r)):
+            with timed(size, f"crops from {mode}"):
+                pixels, cs = crops_as_pipeline(pipeline, img, box, sc)
             with timed(size, f"thumbnail from {mode} (box reduction, as Pipeline)"):
-                th = thumbnail(img, THUMB_SIDE)
+                th = thumbnail(img, THUMB_SIDE, pixels)
             if mode == "full":
                 with timed(size, "thumbnail from full, bilinear resize (before)"):
                     f_ = THUMB_SIDE / max(img.size)
                     img.resize(
                         (round(img.width * f_), round(img.height * f_)), PILImage.Resampling.BILINEAR, reducing_gap=2.0
                     )
-            with timed(size, f"crops from {mode}"):
-                cs = [crop_face(img, m.manifest.crop, box, m.manifest.size, scale=sc) for m in models]
+                opencv_whatifs(timed, size, data, img, models, box, same)
             for m, c in zip(models, cs, strict=True):
                 crops[mode][m.name].append(c)
             with timed(size, f"quality from {mode}"):
@@ -953,6 +1024,7 @@ def whatif(args, files: list[dict]) -> dict:
         "score_abs_diff_mean": round(float(diff.mean()), 4),
         "decision_flips": flips,
         "blur_abs_diff_max": round(float(dblur.max()), 4),
+        "opencv_identical": {k: f"{v[0]}/{v[1]}" for k, v in sorted(same.items())},
     }
 
 
@@ -1212,6 +1284,10 @@ def report(r: dict) -> None:
         f"  draft reductions {w['reductions']}; |score full - draft| max {w['score_abs_diff_max']}, mean "
         f"{w['score_abs_diff_mean']}, decisions changed {w['decision_flips']}; |blur diff| max {w['blur_abs_diff_max']}"
     )
+    if w.get("opencv_identical"):
+        print(
+            "  OpenCV identical to Pillow (images): " + ", ".join(f"{k} {v}" for k, v in w["opencv_identical"].items())
+        )
     d = r["db_whatif"]
     if d:
         print(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 from PIL import Image
@@ -9,8 +12,53 @@ from PIL import Image
 from .boxes import Box
 from .manifest import CropRecipe
 
-# A decoded image: Pillow's, or its pixels as an (h, w, 3) uint8 RGB array (np.asarray of it)
-Source = Image.Image | np.ndarray
+Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 in whole pixels, end exclusive
+
+
+@dataclass(frozen=True)
+class Pixels:
+    """Part of an image as an (h, w, 3) uint8 RGB array: its top-left pixel is (x, y) of an image
+    of width x height. OpenCV crops read their rectangles from it without another copy."""
+
+    array: np.ndarray
+    x: int
+    y: int
+    width: int
+    height: int
+
+    @classmethod
+    def of(cls, image: Image.Image, rects: Sequence[Rect] = ()) -> Pixels:
+        """The part of `image` that `rects` cover inside it (all of it without `rects`): one
+        conversion to an array for all the crops, of fewer pixels than the whole image."""
+        w, h = image.size
+        x0, y0, x1, y1 = 0, 0, w, h
+        if rects:
+            x0, y0 = max(0, min(r[0] for r in rects)), max(0, min(r[1] for r in rects))
+            x1, y1 = max(x0, min(w, max(r[2] for r in rects))), max(y0, min(h, max(r[3] for r in rects)))
+        array = np.asarray(image if (x0, y0, x1, y1) == (0, 0, w, h) else image.crop((x0, y0, x1, y1)))
+        return cls(array, x0, y0, w, h)
+
+    def holds(self, x0: int, y0: int, x1: int, y1: int) -> bool:
+        ah, aw = self.array.shape[:2]
+        return self.x <= x0 and self.y <= y0 and x1 <= self.x + aw and y1 <= self.y + ah
+
+    def cut_out(self, rect: Rect) -> np.ndarray:
+        """The pixels of `rect`, zeros where it leaves the image: a view when it lies inside."""
+        x0, y0, x1, y1 = rect
+        ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, self.width), min(y1, self.height)
+        if ix1 > ix0 and iy1 > iy0 and not self.holds(ix0, iy0, ix1, iy1):  # a slice would silently be short
+            raise ValueError(f"rectangle {rect} reaches beyond the pixels held from ({self.x}, {self.y})")
+        inside = self.array[iy0 - self.y : iy1 - self.y, ix0 - self.x : ix1 - self.x]
+        if (ix0, iy0, ix1, iy1) == rect:
+            return inside
+        out = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
+        if ix1 > ix0 and iy1 > iy0:
+            out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = inside
+        return out
+
+
+# A decoded image: Pillow's, all its pixels as an (h, w, 3) uint8 RGB array, or a part of them
+Source = Image.Image | np.ndarray | Pixels
 
 
 def effective_scale(recipe: CropRecipe, box: Box) -> float:
@@ -77,33 +125,29 @@ def pixel_rect(recipe: CropRecipe, box: Box, width: int, height: int) -> tuple[i
 
 
 def _size(image: Source) -> tuple[int, int]:
+    if isinstance(image, Pixels):
+        return image.width, image.height
     return image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
 
 
-def cut_out(image: Source, rect: tuple[int, int, int, int]) -> np.ndarray:
+def cut_out(image: Source, rect: Rect) -> np.ndarray:
     """The pixels of `rect` as an (h, w, 3) array, zeros where it leaves the image (as the
     authors' pad code fills them). Of an array: a view when the rectangle lies inside, no copy."""
     if isinstance(image, Image.Image):
         return np.asarray(image.crop(rect))  # Pillow fills the outside with zeros
-    x0, y0, x1, y1 = rect
-    h, w = image.shape[:2]
-    if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
-        return image[y0:y1, x0:x1]
-    out = np.zeros((y1 - y0, x1 - x0, image.shape[2]), image.dtype)
-    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    if ix1 > ix0 and iy1 > iy0:
-        out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = image[iy0:iy1, ix0:ix1]
-    return out
+    if isinstance(image, np.ndarray):
+        image = Pixels(image, 0, 0, image.shape[1], image.shape[0])
+    return image.cut_out(rect)
 
 
-def _resize(image: Source, rect: tuple[int, int, int, int], w: int, h: int, interpolation: str) -> np.ndarray:
+def _resize(image: Source, rect: Rect, w: int, h: int, interpolation: str) -> np.ndarray:
     if interpolation == "opencv_linear":  # cv2.resize itself: the authors' pixels, bit for bit
         return cv2.resize(cut_out(image, rect), (w, h), interpolation=cv2.INTER_LINEAR)
     part = image.crop(rect) if isinstance(image, Image.Image) else Image.fromarray(cut_out(image, rect))
     return np.asarray(part.resize((w, h), Image.Resampling.BILINEAR))
 
 
-def source_rect(image: Source, recipe: CropRecipe, box: Box, scale: float = 1.0) -> tuple[int, int, int, int]:
+def source_rect(image: Source, recipe: CropRecipe, box: Box, scale: float = 1.0) -> Rect:
     """The pixels of `image` that `crop_face` cuts (x0, y0, x1, y1), end exclusive. `image` may
     be a reduced decode of a larger original (`scale` = original / reduced pixels, `box` in
     original pixels): the rectangle is found at the original's size, then scaled down."""
@@ -118,8 +162,9 @@ def source_rect(image: Source, recipe: CropRecipe, box: Box, scale: float = 1.0)
 def crop_face(image: Source, recipe: CropRecipe, box: Box, size: tuple[int, int], *, scale: float = 1.0) -> np.ndarray:
     """The model input pixels: uint8 array (h, w, 3) in RGB.
 
-    `image` is a Pillow image or its pixels as an array (the same crop either way; an array
-    spares `opencv_linear` crops a copy of the rectangle). It may be a reduced decode of a larger
+    `image` is a Pillow image, its pixels as an array, or the `Pixels` of a part of it holding
+    the crop's rectangle (the same crop each way; an array spares `opencv_linear` crops a copy of
+    the rectangle). It may be a reduced decode of a larger
     original: `scale` = original / reduced pixels; `box` is in original pixels. Resizing is
     bilinear: Pillow's antialiased resize, or with `interpolation = "opencv_linear"`
     cv2.resize(..., INTER_LINEAR) on the cut-out; pixels outside the image are zero.

@@ -39,6 +39,10 @@ An ensemble manifest lists member manifests:
     rule = "mean"
     models = ["fas_a.toml", "fas_b.toml"]
 
+A face detector manifest has one [detector] section (family, input resize `interpolation`,
+`score_threshold`, `nms_iou`, `nms_candidates`, `face`: each defaults to what the family's
+authors do); `liveness/detect.py` documents its keys.
+
 Unknown keys and sections are refused (a misspelt key would silently fall back to its default),
 with the closest known key suggested.
 """

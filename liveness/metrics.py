@@ -5,7 +5,8 @@
 - `confusion`: TP/FN/FP/TN at a given threshold.
 - `strategy_table` / `StrategyRow`: the threshold table of SPEC section 5 (minface x quality x
   target FPR), sorted by TPR within each target FPR, best row marked.
-- `iso_at`, `apcer_point`, `bpcer_at_apcer`, `bpcer20`, `bpcer100`: ISO/IEC 30107-3 figures.
+- `iso_at`, `apcer_point`, `bpcer_at_apcer`, `bpcer20`, `bpcer100`: ISO/IEC 30107-3 figures; the
+  reported APCER (`reported_apcer`) is the worst PAI species, untyped attacks reported apart.
 - `score_histogram`, `psi_from_counts`, `psi`: score distribution drift.
 
 Pure numpy, no Django. Scores must not be NaN (drop unscored images first): a ValueError says so.
@@ -381,19 +382,33 @@ def _attack_type_codes(attack_types, n: int) -> tuple[list[str], np.ndarray]:
     return names, remap[raw_codes] if n else raw_codes
 
 
+def _species(counts: dict[str, int]) -> list[str]:
+    """The groups the reported APCER is taken over, by name: the PAI species (typed attacks) present;
+    when no attack has a type, the one pooled group UNKNOWN_TYPE. Empty without attacks."""
+    typed = [name for name, n in counts.items() if name != UNKNOWN_TYPE and n]
+    return typed or [name for name, n in counts.items() if n]
+
+
 def reported_apcer(per_type: dict[str, Rate]) -> tuple[str, Rate] | None:
     """The reported APCER of ISO/IEC 30107-3: (type, rate) of the worst PAI species (first by name
     on ties). Attacks without a type (UNKNOWN_TYPE) are no species: they never set it and are
     reported apart. When no attack has a type at all, the attacks are one pooled group, reported
     under UNKNOWN_TYPE (a score file without attack types still gets its APCER and BPCER20).
     None without attacks."""
-    typed = {name: r for name, r in per_type.items() if name != UNKNOWN_TYPE and r.n}
-    pool = typed or {name: r for name, r in per_type.items() if r.n}
+    pool = {name: per_type[name] for name in _species({name: r.n for name, r in per_type.items()})}
     worst = None
     for name in sorted(pool):
         if worst is None or pool[name].value > worst[1].value:
             worst = (name, pool[name])
     return worst
+
+
+def untyped_apart(per_type: dict[str, Rate], reported: tuple[str, Rate] | None) -> Rate | None:
+    """The rate of the untyped attacks when they are reported apart from the species: None when
+    there are none, or when they are the pooled group that is itself the reported APCER."""
+    if reported is not None and reported[0] == UNKNOWN_TYPE:
+        return None
+    return per_type.get(UNKNOWN_TYPE)
 
 
 def _labelled(scores, is_attack):
@@ -412,8 +427,14 @@ def iso_at(scores, is_attack, attack_types, t: float | None) -> dict:
       "apcer_per_type": {type: Rate}   attacks of that type with s > t, of attacks of that type
                                        (attacks without a type count as "unknown"; only types
                                        present among the attacks appear)
-      "apcer":      float | None       the maximum over types (None without attacks)
+      "apcer":      float | None       the reported APCER (`reported_apcer`): the worst PAI species;
+                                       untyped attacks never set it, unless no attack has a type
+                                       (then all attacks are one pooled group, "unknown"); None
+                                       without attacks
       "apcer_type": str | None         the type that gives it (first by name on ties)
+      "apcer_rate": Rate | None        that type's rate, with counts (for intervals and greying)
+      "untyped":    Rate | None        the untyped attacks, reported apart; None when there are
+                                       none or when they are the pooled group
       "bpcer":      float | None       genuine with s <= t / genuine (= FPR; None without genuine)
       "bpcer_rate": Rate               the same with counts and Wilson interval
       "acer":       float | None       (apcer + bpcer) / 2, None when either is None
@@ -424,10 +445,9 @@ def iso_at(scores, is_attack, attack_types, t: float | None) -> dict:
     n_type = np.bincount(codes[a], minlength=len(names))
     k_type = np.bincount(codes[a & live], minlength=len(names))
     per_type = {name: wilson(int(k), int(m)) for name, k, m in zip(names, k_type, n_type, strict=True) if m}
-    apcer = apcer_type = None
-    for name, r in per_type.items():
-        if apcer is None or r.value > apcer:
-            apcer, apcer_type = r.value, name
+    reported = reported_apcer(per_type)
+    apcer_type, apcer_rate = reported if reported else (None, None)
+    apcer = apcer_rate.value if apcer_rate else None
     genuine = int((~a).sum())
     bpcer_rate = wilson(int((~a & ~live).sum()), genuine)
     bpcer = bpcer_rate.value if genuine else None
@@ -436,6 +456,8 @@ def iso_at(scores, is_attack, attack_types, t: float | None) -> dict:
         "apcer_per_type": per_type,
         "apcer": apcer,
         "apcer_type": apcer_type,
+        "apcer_rate": apcer_rate,
+        "untyped": untyped_apart(per_type, reported),
         "bpcer": bpcer,
         "bpcer_rate": bpcer_rate,
         "acer": acer,
@@ -444,20 +466,25 @@ def iso_at(scores, is_attack, attack_types, t: float | None) -> dict:
 
 @dataclass(frozen=True)
 class ApcerPoint:
-    """The operating point of BPCERxx: threshold t, reported APCER there, BPCER with counts."""
+    """The operating point of BPCERxx: threshold t, reported APCER there (and its type), BPCER with
+    counts, and the untyped attacks there when they are reported apart (see `iso_at`)."""
 
     threshold: float
     apcer: float
     bpcer: Rate
+    apcer_type: str | None = None
+    untyped: Rate | None = None
 
 
 def apcer_point(scores, is_attack, attack_types, max_apcer: float) -> ApcerPoint | None:
-    """The smallest observed score t at which the reported APCER (worst type, s > t) <= max_apcer.
+    """The smallest observed score t at which the reported APCER (worst PAI species, s > t) <= max_apcer.
 
-    Per type with n attacks, APCER <= b allows m = floor(b * n) (robust: floor(b*n + 1e-9)) attacks
-    above t, so t must be at least that type's (n - m)-th smallest score; t is the largest of these
-    requirements (itself an observed score), or the smallest observed score when no type requires
-    anything. None without attacks or without genuine images. O(n log n).
+    Only the species the reported APCER is taken over count (`_species`: typed attacks; all attacks
+    pooled when none has a type): untyped attacks among typed ones put no requirement on t.
+    Per species with n attacks, APCER <= b allows m = floor(b * n) (robust: floor(b*n + 1e-9))
+    attacks above t, so t must be at least that species' (n - m)-th smallest score; t is the largest
+    of these requirements (itself an observed score), or the smallest observed score when no species
+    requires anything. None without attacks or without genuine images. O(n log n).
     """
     s, a = _labelled(scores, is_attack)
     if not a.any() or a.all():
@@ -469,14 +496,16 @@ def apcer_point(scores, is_attack, attack_types, max_apcer: float) -> ApcerPoint
     n_type = np.bincount(ca, minlength=len(names))
     start = np.concatenate(([0], np.cumsum(n_type)[:-1]))
     allowed = np.floor(max_apcer * n_type + 1e-9).astype(np.int64)
-    need = n_type - allowed  # this many of the type's attacks must be at or below t
-    req = [sa[start[i] + need[i] - 1] for i in range(len(names)) if n_type[i] and need[i] >= 1]
+    need = n_type - allowed  # this many of the species' attacks must be at or below t
+    counted = _species({name: int(m) for name, m in zip(names, n_type, strict=True)})
+    req = [sa[start[i] + need[i] - 1] for i, name in enumerate(names) if name in counted and need[i] >= 1]
     t = float(max(req)) if req else float(s.min())
-    live = s > t
     k_type = np.bincount(ca[sa > t], minlength=len(names))
-    apcer = max(k / m for k, m in zip(k_type, n_type, strict=True) if m)
+    per_type = {name: wilson(int(k), int(m)) for name, k, m in zip(names, k_type, n_type, strict=True) if m}
+    reported = reported_apcer(per_type)
     genuine = int((~a).sum())
-    return ApcerPoint(t, float(apcer), wilson(int((~a & ~live).sum()), genuine))
+    bpcer = wilson(int((~a & ~(s > t)).sum()), genuine)
+    return ApcerPoint(t, reported[1].value, bpcer, reported[0], untyped_apart(per_type, reported))
 
 
 def bpcer_at_apcer(scores, is_attack, attack_types, max_apcer: float) -> float | None:

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from .boxes import Box
-from .crop import crop_face, crop_rect, effective_scale, source_rect
+from .crop import Pixels, crop_face, crop_rect, effective_scale, source_rect
 from .decode import UnreadableImage, decode_image
 from .ensemble import Ensemble, categorise, decide
 from .quality import BLUR_SIDE, Gates, Quality, assess
@@ -96,16 +96,23 @@ class ImageResult:
         return self.sidecar.captured_at if self.sidecar else None
 
 
-def thumbnail(img: Image.Image, side: int, pixels: np.ndarray | None = None) -> Image.Image:
+def halves(img: Image.Image, side: int) -> bool:
+    """Whether the thumbnail halves the image (even sides): OpenCV's INTER_AREA then gives Pillow's
+    reduce(2) pixel for pixel, from the crops' array (at other factors the two differ by a grey level)."""
+    return math.ceil(max(img.width, img.height) / side) == 2 and img.width % 2 == 0 and img.height % 2 == 0
+
+
+def thumbnail(img: Image.Image, side: int, pixels: Pixels | None = None) -> Image.Image:
     """The image fitted into side x side (never enlarged) by a box reduction of a whole factor:
     its long side ends between side / 2 and side (a 640x480 capture gives 320x240, 1920x1080
     320x180). A box average is cheaper than Pillow's bilinear resize; thumbnails are for the eyes
-    only: no score depends on them. Given the image's `pixels` (an array made for the crops), a
-    halving of even sides is OpenCV's INTER_AREA: the same pixels as Pillow's reduce(2), cheaper;
-    at other factors the two differ by a grey level, and Pillow's stays (bench/README.md)."""
+    only: no score depends on them. A halving is made with OpenCV from `pixels` when they hold the
+    whole image (made for the crops: cheaper than Pillow's, bench/README.md)."""
     k = math.ceil(max(img.width, img.height) / side)
-    if k == 2 and pixels is not None and img.width % 2 == 0 and img.height % 2 == 0:
-        return Image.fromarray(cv2.resize(pixels, (img.width // 2, img.height // 2), interpolation=cv2.INTER_AREA))
+    if pixels is not None and halves(img, side) and pixels.holds(0, 0, img.width, img.height):
+        return Image.fromarray(
+            cv2.resize(pixels.array, (img.width // 2, img.height // 2), interpolation=cv2.INTER_AREA)
+        )
     return img.reduce(k) if k > 1 else img.copy()
 
 
@@ -197,8 +204,6 @@ class Pipeline:
         r.format, r.width, r.height = decoded.format, decoded.width, decoded.height
         scale = r.width / img.width  # full-resolution pixels per decoded pixel
         r.reduction = decoded.reduction
-        source = self.crop_source(img)
-        r.thumbnail = thumbnail(img, self.thumb_side, None if source is img else source)
 
         r.box = self._given_box(f.box, r)
         if r.box is not None:
@@ -213,6 +218,8 @@ class Pipeline:
                 b, r.detection_score = found
                 r.box = Box(b.x * scale, b.y * scale, b.w * scale, b.h * scale)
                 r.box_source = "detector"
+        pixels = None if r.box is None else self.crop_pixels(img, r.box, scale)  # no crops without a box
+        r.thumbnail = thumbnail(img, self.thumb_side, pixels)
         if r.box is None:
             r.category = "no_face"
             had_box = r.sidecar is not None and r.sidecar.face is not None
@@ -243,17 +250,21 @@ class Pipeline:
             # that both grew to the image's height, say): the same array, made once
             key = (source_rect(img, m.crop, r.box, scale), m.size, m.crop.resize, m.crop.interpolation)
             if key not in made:
+                source = pixels if m.crop.interpolation == "opencv_linear" else img
                 made[key] = crop_face(source, m.crop, r.box, m.size, scale=scale)
             crops[m.name] = made[key]
         return r, crops
 
-    def crop_source(self, img: Image.Image) -> Image.Image | np.ndarray:
-        """What the crops cut from: with a model that crops with OpenCV, the image's pixels as an
-        array (one copy of the image, each crop a view of it, not a copy of its rectangle), else
-        the image itself."""
-        if any(m.manifest.crop.interpolation == "opencv_linear" for m in self.ensemble.models):
-            return np.asarray(img)
-        return img
+    def crop_pixels(self, img: Image.Image, box: Box, scale: float) -> Pixels | None:
+        """What the models that crop with OpenCV read, as an array: the part of the image their
+        rectangles cover (one copy of fewer pixels than the whole, each crop a view of it), or
+        the whole image when the thumbnail halves it from the array. None without such a model."""
+        recipes = [m.manifest.crop for m in self.ensemble.models if m.manifest.crop.interpolation == "opencv_linear"]
+        if not recipes:
+            return None
+        if halves(img, self.thumb_side):
+            return Pixels.of(img)
+        return Pixels.of(img, [source_rect(img, c, box, scale) for c in recipes])
 
     @staticmethod
     def _given_box(box: Box | None, r: ImageResult) -> Box | None:

@@ -416,17 +416,16 @@ def _clean_path(text: str) -> str:
     return path.lstrip("/")
 
 
-def _lookup(keys: set[str], by: str) -> dict[str, tuple[int, str, str]]:
-    """key (sha256 or inbox path) -> (image id, label, attack type)."""
+def _lookup(keys: set[str], by: str) -> tuple[dict[str, tuple[int, str, str]], set[str]]:
+    """(key (sha256 or inbox path) -> (image id, label, attack type), the sha256 keys that match
+    unreadable images only)."""
     out: dict[str, tuple[int, str, str]] = {}
+    unreadable: set[str] = set()
     keys_list = sorted(keys)
     for start in range(0, len(keys_list), CHUNK):
         chunk = keys_list[start : start + CHUNK]
         if by == "sha256":
-            for pk, key, label, atype in Image.objects.filter(sha256__in=chunk).values_list(
-                "pk", "sha256", "label", "attack_type"
-            ):
-                out[key] = (pk, label, atype)
+            unreadable |= _lookup_sha256(chunk, out)
         else:
             for pk, key, label, atype in Image.objects.filter(path__in=chunk).values_list(
                 "pk", "path", "label", "attack_type"
@@ -439,7 +438,21 @@ def _lookup(keys: set[str], by: str) -> dict[str, tuple[int, str, str]]:
                     "path", "image_id", "image__label", "image__attack_type"
                 ):
                     out[key] = (pk, label, atype)
-    return out
+    return out, unreadable
+
+
+def _lookup_sha256(chunk: list[str], out: dict[str, tuple[int, str, str]]) -> set[str]:
+    """Add the readable image of each sha256 of `chunk` to `out` (at most one: Image's constraints);
+    return the ones that match only unreadable images. Those bytes may be stored once per day
+    they arrived broken on, and show no picture to label: never one of them picked at random."""
+    rows = Image.objects.filter(sha256__in=chunk).values_list("pk", "sha256", "label", "attack_type", "category")
+    unreadable = set()
+    for pk, key, label, atype, category in rows:
+        if category == "unreadable":
+            unreadable.add(key)
+        else:
+            out[key] = (pk, label, atype)
+    return unreadable - set(out)
 
 
 def import_labels(text: str, *, user, dry_run: bool) -> ImportResult:
@@ -504,9 +517,14 @@ def import_labels(text: str, *, user, dry_run: bool) -> ImportResult:
         result.errors.append(ImportProblem(reader.line_num, f"not readable as CSV: {exc}"))
         return result
 
-    found = _lookup({ref for _, ref, _, _ in parsed}, key)
+    found, unreadable = _lookup({ref for _, ref, _, _ in parsed}, key)
     first_line: dict[int, int] = {}
     for line, ref, label, atype in parsed:
+        if ref in unreadable:
+            result.errors.append(
+                ImportProblem(line, f"sha256 {ref!r} is of unreadable files only: no picture to label")
+            )
+            continue
         hit = found.get(ref)
         if hit is None:
             result.errors.append(ImportProblem(line, f"unknown image: no image with {key} {ref!r}"))

@@ -169,9 +169,11 @@ class Run(models.Model):
 
 
 class Image(models.Model):
-    """One distinct image (by sha256 of its bytes) and everything the pipeline found."""
+    """One distinct image and everything the pipeline found. A readable image is identified by
+    the sha256 of its bytes; an unreadable one by its sha256 and day, so that identical broken
+    files (a zero-byte file, the same truncated upload) count on every day they arrive."""
 
-    sha256 = models.CharField(max_length=64, unique=True)
+    sha256 = models.CharField(max_length=64)
     path = models.CharField(max_length=1000, help_text="relative to the inbox, of the first file with these bytes")
     day = models.DateField()
     device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="images")
@@ -256,6 +258,17 @@ class Image(models.Model):
             ),
             # "reviewed today" of the review progress; partial, so it is no candidate for the queue
             models.Index(fields=["reviewed_at"], condition=Q(reviewed_at__isnull=False), name="image_reviewed_at"),
+            models.Index(fields=["sha256"], name="image_sha256"),
+        ]
+        # an image is stored once: by its bytes, or by its bytes and day for an unreadable one
+        # (monitor/services.py `identified`); score_batch relies on these for concurrent batches
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sha256"], condition=~Q(category="unreadable"), name="image_sha256_readable_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["sha256", "day"], condition=Q(category="unreadable"), name="image_sha256_day_unreadable_unique"
+            ),
         ]
 
     def __str__(self):

@@ -119,9 +119,12 @@ def _purge_one(im: Image, inbox_paths: list[str], result: PurgeResult) -> bool:
         done = _delete(_file_inside(settings.SORTED_DIR, rel), result.dry_run, result)
         result.links += done is True
         ok &= done is not False
-    done = _delete(_file_inside(settings.THUMBS_DIR, im.thumb_relpath), result.dry_run, result)
-    result.thumbnails += done is True
-    ok &= done is not False
+    # an unreadable image has no thumbnail; one named by its bytes would be a readable image's
+    # (Image.sha256 is unique among readable images only: the same broken bytes recur per day)
+    if im.category != "unreadable":
+        done = _delete(_file_inside(settings.THUMBS_DIR, im.thumb_relpath), result.dry_run, result)
+        result.thumbnails += done is True
+        ok &= done is not False
     if result.include_inbox:
         for rel in sorted({im.path, *inbox_paths}):
             done = _delete(_file_inside(settings.INBOX_DIR, rel), result.dry_run, result)

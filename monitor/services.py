@@ -393,9 +393,28 @@ def _image_fields(r: ImageResult, f: InboxFile, run: Run, ens: LiveEnsemble, ver
     }
 
 
+def identified(shas: Iterable[str], day: dt.date, *, full: bool = True) -> dict[str, Image]:
+    """{sha256: the stored image that a file of `day` with those bytes is}, for the stored ones of
+    `shas`. A readable image is identified by its bytes alone (a copy on a later day is a
+    duplicate), an unreadable one by its bytes and day: the same broken bytes (a zero-byte file,
+    one truncated upload) on another day are an image of that day, so each day's counts of what
+    arrived broken stay true. Should both exist (the decoder's verdict on those bytes changed
+    between runs), the readable one is the image. `full=False`: only the fields the batch's
+    checks read."""
+    rows = Image.objects.filter(~Q(category="unreadable") | Q(day=day), sha256__in=set(shas))
+    if not full:
+        rows = rows.only("sha256", "category", "path", "run_id")
+    found: dict[str, Image] = {}
+    for im in rows:
+        if im.sha256 not in found or found[im.sha256].category == "unreadable":
+            found[im.sha256] = im
+    return found
+
+
 def score_batch(run_id: int, file_ids: list[int]) -> dict:
     """Score one batch of inbox files of a run. Safe to run twice and concurrently: files are
-    claimed first, each status change requires the claim, and an image (sha256) is stored once."""
+    claimed first, each status change requires the claim, and an image is stored once (see
+    `identified`; the constraints on Image keep it so for concurrent batches)."""
     t0 = time.monotonic()
     run = Run.objects.select_related("ensemble").get(pk=run_id)
     ens = load_ensemble(run.ensemble, run.threshold)
@@ -412,7 +431,7 @@ def score_batch(run_id: int, file_ids: list[int]) -> dict:
             failed[f.pk] = f"cannot read the file: {exc.strerror or exc}"
 
     shas = {pk: hashlib.sha256(data).hexdigest() for pk, (data, _) in payload.items()}
-    existing = {im.sha256: im for im in Image.objects.filter(sha256__in=set(shas.values()))}
+    existing = identified(shas.values(), run.day)  # a batch holds files of its run's day only
     to_score: list[InboxFile] = []
     duplicate_of: dict[int, str] = {}
     first_in_batch: set[str] = set()
@@ -442,7 +461,8 @@ def score_batch(run_id: int, file_ids: list[int]) -> dict:
         pairs = [(f, r) for f, r in zip(to_score, results, strict=True) if f.pk in held]
         stored, lost = _store_all(pairs, run, ens, versions, existing)
         duplicate_of.update({f.pk: sha for f, sha in lost})
-        shas_to_ids = dict(Image.objects.filter(sha256__in=set(duplicate_of.values())).values_list("sha256", "pk"))
+        firsts = identified(duplicate_of.values(), run.day, full=False)
+        shas_to_ids = {sha: im.pk for sha, im in firsts.items()}
         updates = [InboxFile(pk=f.pk, status=InboxFile.DONE, image_id=im.pk, reason="", **done) for f, im, _ in stored]
         updates += [
             InboxFile(pk=pk, status=InboxFile.DUPLICATE, image_id=shas_to_ids[sha], reason="", **done)
@@ -505,13 +525,14 @@ def _store_all(
     if updated:
         update_rows(Image, [im for _, im, _ in updated], [*kept, "scored_at"])
     Image.objects.bulk_create([im for _, im, _ in new.values()], ignore_conflicts=True)
-    # which inserts were ours: another worker may have stored the same bytes (another path) first
-    rows = Image.objects.filter(sha256__in=list(new)).values_list("sha256", "pk", "path", "run_id")
+    # which inserts were ours: another worker may have stored the same bytes (another path) first.
+    # Asked as `identified` asks: another day's unreadable row with these bytes is no lost race
+    rows = identified(new, run.day, full=False)
     stored, lost = list(updated), []
-    for sha, pk, path, run_id in rows:
-        f, im, r = new[sha]
-        if path == f.path and run_id == run.pk:
-            im.pk = pk
+    for sha, (f, im, r) in new.items():
+        row = rows.get(sha)
+        if row is not None and row.path == f.path and row.run_id == run.pk:
+            im.pk = row.pk
             im._saved_label = (im.label, im.attack_type)
             stored.append((f, im, r))
         else:

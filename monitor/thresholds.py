@@ -7,7 +7,10 @@
 - `file_input(file_or_text, model=None)`: the same from a score file (`liveness.scorefile`); no
   active threshold.
 - `threshold_table(table_input, target_fprs, threshold=None)`: the whole result: the strategy
-  rows (`liveness.metrics.strategy_table`) and the ISO/IEC 30107-3 block.
+  rows (`liveness.metrics.strategy_table`) and the ISO/IEC 30107-3 block. The block applies one
+  threshold to every score (`applied_text` says which: for stored images a what-if, since past
+  images were decided at the thresholds in force then) and, for stored images, sets beside it what
+  production decided for the same images (`Production`).
 - `as_json_text`, `as_csv_text`, `as_text`: the three export formats (the page's downloads and the
   command's output are these same functions, so they are byte-identical for the same input).
 
@@ -24,6 +27,7 @@ import json
 import math
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +36,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
 from liveness import metrics, scorefile
-from liveness.metrics import ApcerPoint, Rate, StrategyRow
+from liveness.metrics import UNKNOWN_TYPE, ApcerPoint, Rate, StrategyRow
 
 from .models import Ensemble, Image
 
@@ -113,6 +117,10 @@ class TableInput:
     scores_of: str = "ensemble score"
     ensemble: Ensemble | None = field(default=None, repr=False)
     model: str | None = None
+    # what production decided per image (stored images only; None for a score file): attack or not,
+    # and the threshold in force then (NaN: not stored)
+    decided_attack: np.ndarray | None = None
+    decided_at: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -190,9 +198,10 @@ def database_input(date_from, date_to, ensemble: str | None = None, model: str |
         qs = qs.annotate(s=Cast(KeyTextTransform(model, "scores"), FloatField())).filter(s__isnull=False)
     else:
         qs = qs.exclude(score=None).annotate(s=Cast("score", FloatField()))
-    rows = list(qs.order_by("id").values_list("s", "label", "box_w", "box_h", "yaw", "pitch", "blur", "attack_type"))
-    cols = list(zip(*rows, strict=True)) if rows else [()] * 8
-    s, label, box_w, box_h, yaw, pitch, blur, attack_type = cols
+    fields = ("s", "label", "box_w", "box_h", "yaw", "pitch", "blur", "attack_type", "decision", "threshold")
+    rows = list(qs.order_by("id").values_list(*fields))
+    cols = list(zip(*rows, strict=True)) if rows else [()] * len(fields)
+    s, label, box_w, box_h, yaw, pitch, blur, attack_type, decision, decided_at = cols
     return TableInput(
         scores=_floats(s),
         is_attack=np.array([v == "attack" for v in label], dtype=bool),
@@ -207,6 +216,8 @@ def database_input(date_from, date_to, ensemble: str | None = None, model: str |
         scores_of=f"model {model}" if model else "ensemble score",
         ensemble=ens,
         model=model or None,
+        decided_attack=np.array([v == "attack" for v in decision], dtype=bool),
+        decided_at=_floats(decided_at),
     )
 
 
@@ -249,6 +260,82 @@ def file_input(file_or_text, model: str | None = None, name: str | None = None) 
 # --- the result --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Production:
+    """What production decided for the images of the ISO block (`Image.decision`), each at the
+    threshold in force when it was scored, to set beside the what-if at one threshold."""
+
+    images: int
+    flagged: int  # decided attack
+    tp: int  # labelled attack, decided attack
+    fp: int  # labelled genuine, decided attack
+    thresholds: tuple[tuple[float | None, int], ...]  # each distinct threshold (None: not stored), images
+    same: bool  # every image was decided on these scores at the block's threshold: the what-if is production
+
+    def thresholds_text(self) -> str:
+        return ", ".join(
+            f"{threshold_text(t) if t is not None else 'not stored'} ({n} images)" for t, n in self.thresholds
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "images": self.images,
+            "flagged": self.flagged,
+            "tp": self.tp,
+            "fp": self.fp,
+            "thresholds": [{"threshold": t, "images": n} for t, n in self.thresholds],
+            "same_as_what_if": self.same,
+        }
+
+
+def production_of(inp: TableInput, t: float) -> Production | None:
+    """Production's decisions over the images of `inp` (None for a score file: it has none; None
+    without images: nothing to set beside the what-if)."""
+    if inp.decided_attack is None or inp.decided_at is None or not len(inp):
+        return None
+    flagged, at = inp.decided_attack, inp.decided_at
+    counts = Counter(None if math.isnan(v) else float(v) for v in at.tolist())
+    ordered = sorted(counts.items(), key=lambda kv: (kv[0] is None, kv[0] or 0.0))
+    return Production(
+        images=len(inp),
+        flagged=int(flagged.sum()),
+        tp=int((flagged & inp.is_attack).sum()),
+        fp=int((flagged & ~inp.is_attack).sum()),
+        thresholds=tuple(ordered),
+        # one model's scores were never what production decided on, whatever the thresholds
+        same=inp.model is None and list(counts) == [t],
+    )
+
+
+def applied_text(inp: TableInput, t: float, given: bool) -> str:
+    """Which threshold the ISO block applies, to whose scores, and for stored images that it is a
+    what-if (past images were decided at the thresholds in force then, see `Production`)."""
+    # without one given, the threshold is the ensemble's as it is now (`database_input`)
+    origin = "the threshold given" if given or inp.ensemble is None else f"today's threshold of {inp.ensemble.name}"
+    if inp.ensemble is None:  # a score file: no production decisions to contrast with
+        return f"at threshold {threshold_text(t)}, {origin}, applied to the file's scores"
+    whose = f"model {inp.model}'s scores" if inp.model else "these scores"
+    return f"at threshold {threshold_text(t)}, {origin}, applied to {whose} — a what-if"
+
+
+def _rate_dict(r: Rate | None) -> dict | None:
+    if r is None:
+        return None
+    return {"value": r.value, "k": r.k, "n": r.n, "low": r.low, "high": r.high, "too_few": r.too_few}
+
+
+def _point_dict(p: ApcerPoint | None) -> dict | None:
+    if p is None:
+        return None
+    return {
+        "threshold": p.threshold,
+        "bpcer": _rate_dict(p.bpcer),
+        "apcer": p.apcer,
+        "apcer_type": p.apcer_type,
+        "untyped_attacks": _rate_dict(p.untyped),
+    }
+
+
 @dataclass
 class TableResult:
     rows: list[StrategyRow]  # grouped by target FPR (in the order given), sorted by TPR within a group
@@ -261,6 +348,10 @@ class TableResult:
     scores_of: str
     attacks: int
     genuine: int
+    applied: str = ""  # `applied_text`: the threshold of the ISO block, whose scores, what-if or not
+    flagged: int | None = None  # images with score <= threshold (what the block's threshold flags)
+    flagged_attacks: int | None = None
+    production: Production | None = None  # stored images: production's own decisions for them
 
     def groups(self) -> list[tuple[float, list[StrategyRow]]]:
         return [(f, [r for r in self.rows if r.target_fpr == f]) for f in self.target_fprs]
@@ -268,6 +359,19 @@ class TableResult:
     @property
     def apcer_per_type(self) -> dict[str, Rate]:
         return self.iso["apcer_per_type"] if self.iso else {}
+
+    @property
+    def species(self) -> list[tuple[str, Rate]]:
+        """The APCER lines of the species, by name: the untyped attacks are not among them when they
+        are reported apart (`iso["untyped"]`); when no attack has a type they are the pooled group."""
+        untyped = self.iso["untyped"] if self.iso else None
+        return [(t, r) for t, r in self.apcer_per_type.items() if not (t == UNKNOWN_TYPE and untyped)]
+
+    @property
+    def acer_too_few(self) -> bool:
+        """ACER greys like its parts: when the reported APCER's or the BPCER's count is under 30."""
+        iso = self.iso
+        return iso is None or iso["apcer_rate"] is None or iso["apcer_rate"].too_few or iso["bpcer_rate"].too_few
 
     def as_dict(self) -> dict:
         """The JSON export: `rows` (exactly the keys of ROW_KEYS) and `iso`."""
@@ -282,7 +386,25 @@ class TableResult:
                 "acer": iso.get("acer"),
                 "bpcer20": None if self.bpcer20 is None else self.bpcer20.bpcer.value,
                 "bpcer100": None if self.bpcer100 is None else self.bpcer100.bpcer.value,
+                **self._iso_details(iso),
             },
+        }
+
+    def _iso_details(self, iso: dict) -> dict:
+        """The JSON fields added to the first ones: counts, intervals, greying, what-if, production."""
+        return {
+            "applied": self.applied or None,
+            "apcer_type": iso.get("apcer_type"),
+            "apcer_rate": _rate_dict(iso.get("apcer_rate")),
+            "apcer_per_type_rates": {t: _rate_dict(r) for t, r in self.apcer_per_type.items()},
+            "untyped_attacks": _rate_dict(iso.get("untyped")),
+            "bpcer_rate": _rate_dict(iso.get("bpcer_rate")),
+            "acer_too_few": self.acer_too_few if self.iso else None,
+            "flagged": self.flagged,
+            "flagged_attacks": self.flagged_attacks,
+            "production": None if self.production is None else self.production.as_dict(),
+            "bpcer20_point": _point_dict(self.bpcer20),
+            "bpcer100_point": _point_dict(self.bpcer100),
         }
 
 
@@ -300,6 +422,7 @@ def threshold_table(
     inp = table_input
     rows = metrics.strategy_table(**inp.strategy_kwargs(), target_fprs=fprs)
     iso = metrics.iso_at(inp.scores, inp.is_attack, inp.attack_types, t) if t is not None else None
+    at_t = {} if t is None else _applied(inp, t, given=threshold is not None)
     return TableResult(
         rows=rows,
         target_fprs=fprs,
@@ -311,7 +434,19 @@ def threshold_table(
         scores_of=inp.scores_of,
         attacks=inp.attacks,
         genuine=inp.genuine,
+        **at_t,
     )
+
+
+def _applied(inp: TableInput, t: float, given: bool) -> dict:
+    """The ISO block's figures at t beyond `iso_at`: its label, what t flags, production beside it."""
+    flagged = inp.scores <= t
+    return {
+        "applied": applied_text(inp, t, given),
+        "flagged": int(flagged.sum()),
+        "flagged_attacks": int((flagged & inp.is_attack).sum()),
+        "production": production_of(inp, t),
+    }
 
 
 # --- export formats ----------------------------------------------------------------------------------
@@ -397,27 +532,80 @@ def as_text(result: TableResult) -> str:
             )
         lines += _align(table, right={3, 4, 6, 8, 9, 10, 11})
     lines += ["", "ISO/IEC 30107-3 (all images, no strategy filter)"]
-    for name, p in (("BPCER20", result.bpcer20), ("BPCER100", result.bpcer100)):
-        if p is None:
-            lines.append(f"  {name}: - (needs attack and genuine images)")
-        else:
-            lines.append(
-                f"  {name}: {pct(p.bpcer.value)} ({p.bpcer.k}/{p.bpcer.n} genuine at or below t = {p.threshold:.6g},"
-                f" APCER there {pct(p.apcer)})"
-            )
+    lines += [_point_line(name, p) for name, p in (("BPCER20", result.bpcer20), ("BPCER100", result.bpcer100))]
     if result.iso is None:
         lines.append("  APCER, BPCER, ACER: no active threshold (give one with --threshold)")
     else:
-        iso = result.iso
-        b = iso["bpcer_rate"]
-        lines.append(f"  at threshold {result.threshold:.6g}:")
-        apcer_type = f" ({iso['apcer_type']})" if iso["apcer_type"] else ""
-        lines.append(f"    APCER {pct(iso['apcer'])}{apcer_type}")
-        lines.append(f"    BPCER {pct(iso['bpcer'])} ({b.k}/{b.n})")
-        lines.append(f"    ACER  {pct(iso['acer'])}")
-        for t, r in iso["apcer_per_type"].items():
-            lines.append(f"    APCER {t}: {pct(r.value)} ({r.k}/{r.n}) {interval(r)}")
+        lines += _iso_lines(result)
     return "\n".join(lines) + "\n"
+
+
+UNTYPED_NOTE = "not a PAI species, not in the reported APCER"
+
+
+def too_few_text(r: Rate | None) -> str:
+    return " too few" if r is None or r.too_few else ""
+
+
+def rate_text(r: Rate) -> str:
+    """A rate with its counts, interval and greying, as the text output writes it."""
+    return f"{pct(r.value)} ({r.k}/{r.n}) {interval(r)}{too_few_text(r)}"
+
+
+def species_name(name: str) -> str:
+    # only the pooled group is ever listed under UNKNOWN_TYPE (`TableResult.species`)
+    return "unknown (no attack has a type: all attacks pooled)" if name == UNKNOWN_TYPE else name
+
+
+def production_text(result: TableResult) -> str | None:
+    """The production line beside the what-if, None when there is none to show."""
+    p = result.production
+    if p is None:
+        return None
+    if p.same:
+        return f"production decided all {p.images} images at this threshold: the same decisions"
+    # production decided on the ensemble score: say so beside one model's what-if
+    on = "" if result.scores_of == "ensemble score" else " on the ensemble score"
+    return (
+        f"production flagged {p.flagged} of {p.images} ({p.tp} attacks, {p.fp} genuine){on}"
+        f" at the thresholds in force then: {p.thresholds_text()}"
+    )
+
+
+def flagged_text(result: TableResult) -> str:
+    n = result.attacks + result.genuine
+    genuine = result.flagged - result.flagged_attacks
+    return f"flagged {result.flagged} of {n} ({result.flagged_attacks} attacks, {genuine} genuine)"
+
+
+def _point_line(name: str, p: ApcerPoint | None) -> str:
+    if p is None:
+        return f"  {name}: - (needs attack and genuine images)"
+    untyped = "" if p.untyped is None else f"; untyped attacks above t: {p.untyped.k}/{p.untyped.n}"
+    return (
+        f"  {name}: {pct(p.bpcer.value)} ({p.bpcer.k}/{p.bpcer.n} genuine at or below t = {p.threshold:.6g},"
+        f" APCER there {pct(p.apcer)} ({p.apcer_type})){too_few_text(p.bpcer)}{untyped}"
+    )
+
+
+def _iso_lines(result: TableResult) -> list[str]:
+    iso = result.iso
+    lines = [f"  {result.applied}:", f"    {flagged_text(result)}"]
+    production = production_text(result)
+    if production:
+        lines.append(f"    {production}")
+    r = iso["apcer_rate"]
+    if r is None:
+        lines.append("    APCER -")
+    else:
+        lines.append(f"    APCER {pct(iso['apcer'])} ({iso['apcer_type']}), {r.k}/{r.n} {interval(r)}{too_few_text(r)}")
+    b = iso["bpcer_rate"]
+    lines.append(f"    BPCER {rate_text(b)}" if iso["bpcer"] is not None else "    BPCER -")
+    lines.append(f"    ACER  {pct(iso['acer'])}{' too few' if result.acer_too_few else ''}")
+    lines += [f"    APCER {species_name(t)}: {rate_text(r)}" for t, r in result.species]
+    if iso["untyped"] is not None:
+        lines.append(f"    untyped attacks: {rate_text(iso['untyped'])} — {UNTYPED_NOTE}")
+    return lines
 
 
 FORMATS = {"json": as_json_text, "csv": as_csv_text, "text": as_text}

@@ -10,13 +10,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from liveness.manifest import load_manifest
 from monitor import registry
 from monitor.models import DailyMetric, Ensemble, EnsembleEvent, ModelVersion
 from tests import factories as f
-from tests.conftest import DEMO_MANIFEST
-
-DEMO_T = load_manifest(DEMO_MANIFEST).threshold  # the shipped demo ensemble's threshold
+from tests.conftest import DEMO_MANIFEST, DEMO_T, DEMO_VERSION, NEXT_VERSION
 
 
 @pytest.fixture
@@ -419,10 +416,14 @@ def test_the_django_admin_cannot_change_a_registered_model_version(client, staff
 def test_it_lists_two_versions_of_one_onnx_file_each_with_its_own_manifest(client, personas, demo_ensemble, tmp_path):
     fas_a = DEMO_MANIFEST.with_name("fas_a.toml")
     (tmp_path / "fas_a.onnx").symlink_to(fas_a.with_name("fas_a.onnx"))
-    text = fas_a.read_text().replace('version = "2"', 'version = "3"').replace("scale = 2.7", "scale = 4.0")
+    text = (
+        fas_a.read_text()
+        .replace(f'version = "{DEMO_VERSION}"', f'version = "{NEXT_VERSION}"')
+        .replace("scale = 2.7", "scale = 4.0")
+    )
     (tmp_path / "fas_a.toml").write_text(text)
     v3 = registry.register_manifest(tmp_path / "fas_a.toml")
-    v2 = ModelVersion.objects.get(name="fas_a", version="2")
+    v2 = ModelVersion.objects.get(name="fas_a", version=DEMO_VERSION)
 
     html = page(as_user(client, personas, "viewer"))
 

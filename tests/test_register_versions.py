@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 
 from liveness.runtime import file_sha256
 from monitor.models import ModelVersion
-from tests.conftest import DEMO_MANIFEST
+from tests.conftest import DEMO_MANIFEST, DEMO_VERSION, NEXT_VERSION
 
 FAS_A = DEMO_MANIFEST.with_name("fas_a.toml")
 FAS_A_ONNX = DEMO_MANIFEST.with_name("fas_a.onnx")
@@ -43,16 +43,19 @@ def stored_files() -> list[str]:
 
 @pytest.mark.django_db
 def test_it_registers_one_onnx_file_under_two_versions_with_different_crop_scales(tmp_path):
-    v3 = fas_a_as(tmp_path, ('version = "2"', 'version = "3"'), ("scale = 2.7", "scale = 4.0"), name="v3.toml")
+    old, new = DEMO_VERSION, NEXT_VERSION
+    v_new = fas_a_as(
+        tmp_path, (f'version = "{old}"', f'version = "{new}"'), ("scale = 2.7", "scale = 4.0"), name="new.toml"
+    )
 
-    first, second = register(FAS_A), register(v3)
+    first, second = register(FAS_A), register(v_new)
 
     sha = file_sha256(FAS_A_ONNX)
-    assert f"model fas_a@2:{sha[:8]} registered" in first and f"model fas_a@3:{sha[:8]} registered" in second
+    assert f"model fas_a@{old}:{sha[:8]} registered" in first and f"model fas_a@{new}:{sha[:8]} registered" in second
     versions = {mv.version: mv for mv in ModelVersion.objects.all()}
-    assert set(versions) == {"2", "3"} and {mv.sha256 for mv in versions.values()} == {sha}
-    assert "scale = 2.7" in versions["2"].manifest and "scale = 4.0" in versions["3"].manifest
-    assert versions["2"].file == versions["3"].file and stored_files() == [versions["2"].file]  # stored once
+    assert set(versions) == {old, new} and {mv.sha256 for mv in versions.values()} == {sha}
+    assert "scale = 2.7" in versions[old].manifest and "scale = 4.0" in versions[new].manifest
+    assert versions[old].file == versions[new].file and stored_files() == [versions[old].file]  # stored once
 
 
 @pytest.mark.django_db
@@ -86,7 +89,7 @@ def test_it_refuses_a_changed_manifest_under_a_registered_version_naming_the_dif
 
     message = str(exc.value)
     assert 'crop.scale: 2.7 -> 4.0; input.color: "RGB" -> "BGR"' in message
-    assert "fas_a@2:" in message and "register it with a new model.version" in message
+    assert f"fas_a@{DEMO_VERSION}:" in message and "register it with a new model.version" in message
     assert ModelVersion.objects.count() == 1 and "scale = 2.7" in ModelVersion.objects.get().manifest
 
 
@@ -108,5 +111,7 @@ def test_it_still_refuses_another_file_under_a_registered_name_and_version(tmp_p
     # fas_b gives 3 values per image: without fas_a's two class names the manifest fits it
     (other / "fas_a.toml").write_text(FAS_A.read_text().replace('classes = ["attack", "live"]\n', ""))
 
-    with pytest.raises(CommandError, match="fas_a version 2 is already registered with another file; bump the version"):
+    with pytest.raises(
+        CommandError, match=f"fas_a version {DEMO_VERSION} is already registered with another file; bump the version"
+    ):
         register(other / "fas_a.toml")

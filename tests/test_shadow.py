@@ -31,7 +31,7 @@ from monitor.models import (
     ShadowScore,
 )
 from monitor.registry import register_manifest
-from tests.conftest import DEMO_MANIFEST, ROOT
+from tests.conftest import DEMO_MANIFEST, DEMO_T, DEMO_VERSION, NEXT_VERSION, ROOT
 
 DAY = dt.date(2026, 11, 20)
 FAS_A = DEMO_MANIFEST.parent / "fas_a.toml"
@@ -276,37 +276,43 @@ def test_it_scores_one_model_alone_from_the_command_at_the_active_threshold(scor
     run = one_model(out, "fas_b")
 
     fas_b = ModelVersion.objects.get(name="fas_b")
-    assert run.ensemble.name == "model:fas_b@2" and not run.ensemble.is_active
-    assert list(run.ensemble.members.all()) == [fas_b] and run.threshold == 0.484  # the demo ensemble's
+    assert run.ensemble.name == f"model:fas_b@{DEMO_VERSION}" and not run.ensemble.is_active
+    assert list(run.ensemble.members.all()) == [fas_b] and run.threshold == DEMO_T  # the demo ensemble's
     rows = ShadowScore.objects.filter(run=run)
     assert rows.count() == production_scored().count() and {tuple(s.scores) for s in rows} == {("fas_b",)}
     for s in rows.select_related("image"):
         assert s.score == pytest.approx(s.image.scores["fas_b"], abs=1e-5)
-    assert f"shadow run of model {fas_b.label} (threshold 0.484): {rows.count()} images scored" in out.getvalue()
+    assert f"shadow run of model {fas_b.label} (threshold {DEMO_T}): {rows.count()} images scored" in out.getvalue()
     # a second run reuses the hidden ensemble, which is no ensemble admins pick from
-    one_model(io.StringIO(), "fas_b:2", "--rescore")
+    one_model(io.StringIO(), f"fas_b:{DEMO_VERSION}", "--rescore")
     assert Ensemble.objects.filter(name__startswith="model:").count() == 1
     assert "model:" not in shadow.known_names()
 
 
 @pytest.mark.django_db
 def test_it_shadow_runs_one_onnx_file_under_two_versions_with_two_crop_scales(scored_day, tmp_path):
-    text = FAS_A.read_text().replace('version = "2"', 'version = "3"').replace("scale = 2.7", "scale = 4.0")
+    text = (
+        FAS_A.read_text()
+        .replace(f'version = "{DEMO_VERSION}"', f'version = "{NEXT_VERSION}"')
+        .replace("scale = 2.7", "scale = 4.0")
+    )
     (tmp_path / "fas_a.toml").write_text(text)
     (tmp_path / "fas_a.onnx").symlink_to(FAS_A.with_name("fas_a.onnx"))
     call_command("register_models", str(tmp_path / "fas_a.toml"), "--no-measure", stdout=io.StringIO())
 
     newest = one_model(io.StringIO(), "fas_a")  # without a version: the one registered last
-    older = one_model(io.StringIO(), "fas_a:2")
+    older = one_model(io.StringIO(), f"fas_a:{DEMO_VERSION}")
 
-    assert (newest.ensemble.name, older.ensemble.name) == ("model:fas_a@3", "model:fas_a@2")
+    assert (newest.ensemble.name, older.ensemble.name) == (f"model:fas_a@{NEXT_VERSION}", f"model:fas_a@{DEMO_VERSION}")
     by_image = {}
     for s in ShadowScore.objects.filter(run__in=[newest, older]):
         by_image.setdefault(s.image_id, {})[s.ensemble.name] = s.score
     assert len(by_image) == production_scored().count() and all(len(v) == 2 for v in by_image.values())
-    assert any(abs(v["model:fas_a@3"] - v["model:fas_a@2"]) > 1e-3 for v in by_image.values())  # another crop
-    for im in production_scored():  # version 2 is production's fas_a
-        assert by_image[im.pk]["model:fas_a@2"] == pytest.approx(im.scores["fas_a"], abs=1e-5)
+    assert any(
+        abs(v[f"model:fas_a@{NEXT_VERSION}"] - v[f"model:fas_a@{DEMO_VERSION}"]) > 1e-3 for v in by_image.values()
+    )  # another crop
+    for im in production_scored():  # the shipped version is production's fas_a
+        assert by_image[im.pk][f"model:fas_a@{DEMO_VERSION}"] == pytest.approx(im.scores["fas_a"], abs=1e-5)
 
 
 @pytest.mark.django_db
@@ -318,17 +324,20 @@ def test_it_follows_the_active_threshold_and_records_the_change(scored_day, pers
 
     second = one_model(io.StringIO(), "fas_c", "--rescore")
 
-    assert (first.threshold, second.threshold) == (0.484, 0.6)
+    assert (first.threshold, second.threshold) == (DEMO_T, 0.6)
     kinds = list(second.ensemble.events.order_by("created_at", "id").values_list("kind", "new_threshold"))
-    assert kinds == [("registered", 0.484), ("threshold", 0.6)]
+    assert kinds == [("registered", DEMO_T), ("threshold", 0.6)]
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("nope", r"unknown model 'nope' \(models: fas_a:2, fas_b:2, fas_c:2\)"),
-        ("fas_a:9", r"unknown model 'fas_a:9' \(models: fas_a:2, fas_b:2, fas_c:2\)"),
+        ("nope", rf"unknown model 'nope' \(models: fas_a:{DEMO_VERSION}, fas_b:{DEMO_VERSION}, fas_c:{DEMO_VERSION}\)"),
+        (
+            "fas_a:9",
+            rf"unknown model 'fas_a:9' \(models: fas_a:{DEMO_VERSION}, fas_b:{DEMO_VERSION}, fas_c:{DEMO_VERSION}\)",
+        ),
     ],
 )
 def test_it_names_the_known_models_for_an_unknown_one(demo_ensemble, spec, message):
@@ -353,7 +362,7 @@ def test_it_exits_non_zero_for_an_unknown_model(tmp_path):
     assert manage("migrate", "-v", "0").returncode == 0
     assert manage("register_models", str(FAS_A), "--no-measure").returncode == 0
     result = manage("score_day", DAY.isoformat(), "--model", "fas_x")
-    assert result.returncode != 0 and "unknown model 'fas_x' (models: fas_a:2)" in result.stderr
+    assert result.returncode != 0 and f"unknown model 'fas_x' (models: fas_a:{DEMO_VERSION})" in result.stderr
 
 
 # --- one model alone from the runs page ----------------------------------------------------------
@@ -370,12 +379,17 @@ def test_it_scores_with_one_model_from_the_runs_page(client, personas, scored_da
 
     run = Run.objects.get(shadow=True)
     assert response.status_code == 302 and response["Location"] == reverse("run", args=[run.pk])
-    assert (run.status, run.ensemble.name, run.trigger, run.threshold) == (Run.DONE, "model:fas_b@2", "manual", 0.484)
+    assert (run.status, run.ensemble.name, run.trigger, run.threshold) == (
+        Run.DONE,
+        f"model:fas_b@{DEMO_VERSION}",
+        "manual",
+        DEMO_T,
+    )
     assert ShadowScore.objects.filter(run=run).count() == production_scored().count()
     assert run.ensemble.events.get().user == personas["admin"]
     page = client.get(reverse("runs")).content.decode()
-    assert "shadow: model:fas_b@2" in page
-    assert '<option value="model:fas_b@2"' not in page  # offered by its model, not as an ensemble
+    assert f"shadow: model:fas_b@{DEMO_VERSION}" in page
+    assert f'<option value="model:fas_b@{DEMO_VERSION}"' not in page  # offered by its model, not as an ensemble
 
 
 @pytest.mark.django_db

@@ -15,8 +15,8 @@ score with at most k genuine at or below it.
   the best row (TPR 1 with the lowest FPR of the three TPR-1 rows: 140/on has 1/4, 150/on 1/3).
 - ISO: BPCER20 and BPCER100: every type has fewer than 20 attacks, so no attack may be above t:
   t = 0.75 (the highest attack), genuine <= 0.75: 0.12 0.35 0.50 0.62 0.71 -> 5/10.
-  At t = 0.5: APCER print 1/4 (0.66), replay 1/3 (0.55), mask 1/2 (0.75), unknown 0/1; APCER 0.5
-  (mask); BPCER 3/10 (0.12 0.35 0.50); ACER 0.4.
+  At t = 0.5: APCER print 1/4 (0.66), replay 1/3 (0.55), mask 1/2 (0.75); untyped 0/1 (reported apart,
+  never the reported APCER); APCER 0.5 (mask); BPCER 3/10 (0.12 0.35 0.50); ACER 0.4.
 """
 
 from __future__ import annotations
@@ -570,3 +570,184 @@ def test_it_offers_the_upload_when_no_ensemble_is_registered(viewer_client):
     upload = SimpleUploadedFile("scores_small.csv", SMALL.read_bytes())
     response = viewer_client.post(URL, {"scores": upload, "format": "json"})
     assert response.status_code == 200 and len(json.loads(response.content)["rows"]) == 28
+
+
+# --- the ISO block: PAI species, untyped attacks apart, what-if and production (issue 13) ------------
+
+
+def build_threshold_change(admin):
+    """Ensemble prod decides 2026-11-20 at 0.5; then its threshold changes to 0.55 and 2026-11-21 is
+    decided at 0.55. Day 2026-11-20, 85 labelled images:
+
+    genuine 40: 0.40, 0.41, ..., 0.79          print 30: 0.30, ..., 0.59
+    replay 10: 0.45, ..., 0.54                  untyped 5: 0.60, ..., 0.64 (all missed at either threshold)
+
+    Returns the scores of 2026-11-20 per group, for the tests' own counts.
+    """
+    from monitor import registry
+
+    prod = ensemble_with_models("prod", threshold=0.5, members=("m1",))
+    groups = {
+        "genuine": [round(0.40 + 0.01 * i, 2) for i in range(40)],
+        "print": [round(0.30 + 0.01 * i, 2) for i in range(30)],
+        "replay": [round(0.45 + 0.01 * i, 2) for i in range(10)],
+        "": [round(0.60 + 0.01 * i, 2) for i in range(5)],
+    }
+    for kind, scores in groups.items():
+        label = "genuine" if kind == "genuine" else "attack"
+        for s in scores:
+            factories.image(score=s, label=label, attack_type="" if label == "genuine" else kind, ensemble=prod)
+    registry.set_threshold(prod, 0.55, user=admin, note="fewer missed attacks")
+    for s, label in ((0.52, "genuine"), (0.9, "genuine"), (0.53, "attack"), (0.2, "attack")):
+        factories.image(day="2026-11-21", score=s, label=label, attack_type="print", ensemble=prod)
+    return groups
+
+
+def iso_section(response) -> str:
+    from html import unescape
+
+    return unescape(response.content.decode().split('id="iso"')[1].split("</table>")[0])
+
+
+def iso_row(section: str, row_id: str) -> str:
+    return section.split(f'id="{row_id}"')[1].split("</tr>")[0]
+
+
+PAST_DAY = {"from": "2026-11-20", "to": "2026-11-20", "ensemble": "prod"}
+
+
+@pytest.mark.django_db
+def test_it_labels_todays_threshold_on_a_past_day_as_a_what_if_beside_the_production_decisions(viewer_client, personas):
+    groups = build_threshold_change(personas["admin"])
+    every = [(s, kind) for kind, scores in groups.items() for s in scores]
+    decided_then = [(s, kind) for s, kind in every if s <= 0.5]  # production, at 0.5 in force that day
+    what_if = [(s, kind) for s, kind in every if s <= 0.55]
+
+    iso = iso_section(viewer_client.get(URL, PAST_DAY))
+
+    assert "at threshold 0.55, today's threshold of prod, applied to these scores — a what-if" in iso
+    genuine = sum(kind == "genuine" for _, kind in what_if)
+    assert f"flagged {len(what_if)} of 85 ({len(what_if) - genuine} attacks, {genuine} genuine)" in iso
+    genuine = sum(kind == "genuine" for _, kind in decided_then)
+    assert (
+        f"production flagged {len(decided_then)} of 85 ({len(decided_then) - genuine} attacks, {genuine} genuine)"
+        " at the thresholds in force then: 0.5 (85 images)"
+    ) in iso
+    assert len(what_if) != len(decided_then)  # the what-if is not what production did
+
+
+@pytest.mark.django_db
+def test_it_lists_each_threshold_in_force_over_a_range_and_the_same_in_the_command(viewer_client, personas):
+    build_threshold_change(personas["admin"])
+    params = {**PAST_DAY, "to": "2026-11-21"}
+
+    iso = iso_section(viewer_client.get(URL, params))
+    text, _ = run("--from", "2026-11-20", "--to", "2026-11-21", "--ensemble", "prod")
+    data = json.loads(run("--from", "2026-11-20", "--to", "2026-11-21", "--ensemble", "prod", "--format", "json")[0])
+
+    in_force = "at the thresholds in force then: 0.5 (85 images), 0.55 (4 images)"
+    assert in_force in iso and in_force in text
+    assert "at threshold 0.55, today's threshold of prod, applied to these scores — a what-if" in text
+    production = data["iso"]["production"]
+    assert production["thresholds"] == [{"threshold": 0.5, "images": 85}, {"threshold": 0.55, "images": 4}]
+    # 2026-11-21 decided at 0.55: 0.52 genuine, 0.53 and 0.2 attacks flagged
+    assert (production["images"], production["flagged"], production["fp"]) == (89, 38 + 3, 11 + 1)
+    assert data["iso"]["applied"].endswith("— a what-if")
+
+
+@pytest.mark.django_db
+def test_it_reports_the_worst_pai_species_and_the_untyped_attacks_apart(viewer_client, personas):
+    build_threshold_change(personas["admin"])
+
+    iso = iso_section(viewer_client.get(URL, PAST_DAY))
+
+    # at 0.55: print 0.56..0.59 missed (4/30); replay none (0/10); every untyped attack (5/5), the
+    # highest miss rate, yet no PAI species: the reported APCER is print's
+    apcer = iso_row(iso, "iso-apcer")
+    assert "13.33% (4/30)" in apcer and "worst PAI species: print" in apcer and "too few" not in apcer
+    assert "too-few" not in iso_row(iso, "iso-acer")  # 4/30 attacks and 40 genuine: enough for both
+    replay = iso.split("APCER replay</th>")[1].split("</tr>")[0]
+    assert 'class="num too-few"' in replay and "0.00% (0/10)" in replay and "too few" in replay
+    printed = iso.split("APCER print</th>")[1].split("</tr>")[0]
+    assert 'class="num"' in printed and "[5.31, 29.68]" in printed
+    untyped = iso_row(iso, "iso-untyped")
+    assert "100.00% (5/5)" in untyped and "untyped attacks: not a PAI species, not in the reported APCER" in untyped
+    assert "APCER unknown" not in iso
+
+
+@pytest.mark.django_db
+def test_it_greys_the_acer_when_the_reported_apcer_counts_too_few_attacks(viewer_client, personas):
+    build_threshold_change(personas["admin"])
+
+    iso = iso_section(viewer_client.get(URL, {**PAST_DAY, "threshold": "0.5"}))
+    data = json.loads(run("--from", "2026-11-20", "--to", "2026-11-20", "--threshold", "0.5", "--format", "json")[0])
+
+    # at 0.5: print 0.51..0.59 missed (9/30), replay 0.51..0.54 (4/10): replay, on 10 attacks
+    assert "at threshold 0.5, the threshold given, applied to these scores — a what-if" in iso
+    apcer = iso_row(iso, "iso-apcer")
+    assert "40.00% (4/10)" in apcer and "replay" in apcer and "too-few" in apcer
+    assert "too-few" in iso_row(iso, "iso-acer") and "too-few" not in iso_row(iso, "iso-bpcer")
+    # every image was decided at 0.5 that day: nothing else to set beside it
+    assert "production decided all 85 images at this threshold: the same decisions" in iso
+    d = data["iso"]
+    assert (d["apcer_type"], d["apcer_rate"]["k"], d["apcer_rate"]["n"], d["apcer_rate"]["too_few"]) == (
+        "replay",
+        4,
+        10,
+        True,
+    )
+    assert d["acer_too_few"] is True and d["acer"] == pytest.approx((0.4 + 11 / 40) / 2)
+    assert (d["untyped_attacks"]["k"], d["untyped_attacks"]["n"]) == (5, 5)
+    assert d["apcer_per_type_rates"]["print"]["k"] == 9 and d["apcer_per_type"]["unknown"] == 1.0
+    assert d["production"]["same_as_what_if"] is True
+
+
+@pytest.mark.django_db
+def test_it_says_only_which_threshold_it_applies_to_an_uploaded_score_file(viewer_client):
+    upload = SimpleUploadedFile("scores_small.csv", SMALL.read_bytes(), content_type="text/csv")
+    iso = iso_section(viewer_client.post(URL, {"scores": upload, "threshold": "0.5"}))
+
+    assert "at threshold 0.5, the threshold given, applied to the file's scores" in iso
+    assert "what-if" not in iso and "production" not in iso and 'id="iso-production"' not in iso
+    # the lone untyped attack of the file is reported apart from the species
+    assert "untyped attacks: not a PAI species, not in the reported APCER" in iso
+    assert "0.00% (0/1)" in iso_row(iso, "iso-untyped")
+
+
+def test_it_writes_the_species_and_the_untyped_attacks_in_the_text_and_json_outputs():
+    text, _ = run("--scores", str(SMALL), "--threshold", "0.5")
+    data = json.loads(run("--scores", str(SMALL), "--threshold", "0.5", "--format", "json")[0])
+
+    assert "at threshold 0.5, the threshold given, applied to the file's scores:" in text
+    assert "APCER 50.00% (mask), 1/2 [9.45, 90.55] too few" in text
+    assert "ACER  40.00% too few" in text
+    assert "untyped attacks: 0.00% (0/1) [0.00, 79.35] too few — not a PAI species" in text
+    assert "APCER unknown" not in text
+    iso = data["iso"]
+    assert iso["applied"] == "at threshold 0.5, the threshold given, applied to the file's scores"
+    assert iso["production"] is None and iso["flagged"] == 10
+    assert iso["untyped_attacks"] == {
+        "value": 0.0,
+        "k": 0,
+        "n": 1,
+        "low": 0.0,
+        "high": pytest.approx(0.7935, abs=1e-4),
+        "too_few": True,
+    }
+    assert iso["bpcer20_point"]["apcer_type"] == "mask" and iso["bpcer20_point"]["threshold"] == 0.75
+
+
+def test_it_pools_a_score_file_without_attack_types_into_one_reported_group(tmp_path):
+    lines = ["path,score,label"] + [f"g{i}.jpg,{0.5 + i / 100},genuine" for i in range(10)]
+    lines += [f"a{i}.jpg,{i / 100},attack" for i in range(8)] + ["a8.jpg,0.7,attack", "a9.jpg,0.8,attack"]
+    scores = tmp_path / "untyped.csv"
+    scores.write_text("\n".join(lines) + "\n")
+
+    text, _ = run("--scores", str(scores), "--threshold", "0.55")
+    iso = json.loads(run("--scores", str(scores), "--threshold", "0.55", "--format", "json")[0])["iso"]
+
+    # 2 of the 10 attacks (0.7, 0.8) above 0.55: the reported APCER over all attacks
+    assert (iso["apcer_type"], iso["apcer"], iso["untyped_attacks"]) == ("unknown", 0.2, None)
+    assert "APCER unknown (no attack has a type: all attacks pooled): 20.00% (2/10)" in text
+    assert "untyped attacks:" not in text
+    assert iso["bpcer20"] is not None  # t = 0.8, the highest attack: genuine 0.50..0.59 all at or below

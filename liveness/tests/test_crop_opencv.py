@@ -2,8 +2,9 @@
 
 Hundreds of random cases (seeded): shift and pad borders, stretch and letterbox, boxes at the
 image edges and outside it, crops smaller than the model input (upscaling), 1-pixel boxes, odd
-image and input sizes, every box_round. Each crop, from the Pillow image and from its pixels as
-an array, must equal cv2.resize run on a zero-padded cut-out made here with np.pad.
+image and input sizes, every box_round. Each crop, from the Pillow image, from its pixels as an
+array and from `Pixels` of the part of it the crops cover, must equal cv2.resize run on a
+zero-padded cut-out made here with np.pad.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from PIL import Image
 
 from liveness.boxes import Box
-from liveness.crop import crop_face, source_rect
+from liveness.crop import Pixels, crop_face, source_rect
 from liveness.manifest import CropRecipe
 
 CASES = 400
@@ -72,7 +73,16 @@ def test_it_crops_exactly_as_cv2_resize_on_the_cut_out(seed):
     pixels, box, recipe, (out_h, out_w) = random_case(seed)
     rect = source_rect(pixels, recipe, box)
     want = reference_crop(pixels, rect, out_w, out_h, recipe.resize == "letterbox")
-    for image in (pixels, Image.fromarray(pixels)):
+    img = Image.fromarray(pixels)
+    other = random_case(seed + CASES)[1]  # another face's rectangle widens the part held
+    sources = (
+        pixels,
+        img,
+        Pixels.of(img),
+        Pixels.of(img, [rect]),
+        Pixels.of(img, [rect, source_rect(img, recipe, other)]),
+    )
+    for image in sources:
         got = crop_face(image, recipe, box, (out_h, out_w))
         assert got.shape == (out_h, out_w, 3) and got.dtype == np.uint8
         assert np.array_equal(got, want), (recipe, box, rect, np.argwhere(got != want)[:3].tolist())
@@ -105,3 +115,19 @@ def test_it_rounds_the_box_before_the_crop(seed):
         rounded = Box(f(box.x), f(box.y), max(1, f(box.w)), max(1, f(box.h)))
         rounding = CropRecipe(**{**recipe.__dict__, "box_round": mode})
         assert source_rect(pixels, rounding, box) == source_rect(pixels, unrounded, rounded)
+
+
+def test_it_holds_only_the_part_the_rectangles_cover_inside_the_image():
+    img = Image.fromarray(np.arange(40 * 30 * 3, dtype=np.uint32).astype(np.uint8).reshape(30, 40, 3))
+    part = Pixels.of(img, [(-5, 3, 12, 10), (8, 6, 20, 50)])
+    assert (part.x, part.y, part.width, part.height, part.array.shape) == (0, 3, 40, 30, (27, 20, 3))
+    assert np.array_equal(part.array, np.asarray(img)[3:30, 0:20])
+    assert np.array_equal(part.cut_out((2, 4, 9, 9)), np.asarray(img)[4:9, 2:9])
+
+
+@pytest.mark.parametrize("rect", [(0, 0, 5, 5), (15, 5, 25, 8), (-3, 2, 4, 8)])
+def test_it_refuses_a_rectangle_beyond_the_pixels_it_holds(rect):
+    """A slice beyond the array would be silently short: a wrong crop, not an error."""
+    part = Pixels.of(Image.new("RGB", (40, 30)), [(2, 3, 20, 10)])
+    with pytest.raises(ValueError, match="beyond the pixels held"):
+        part.cut_out(rect)

@@ -99,6 +99,22 @@ def test_it_gives_the_model_the_pixels_minifasnet_gives_it(bbox, out):
         assert_same(crop_face(image, MINIFASNET, Box(*bbox), (out[1], out[0])), want)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    left=st.floats(-20, 600),
+    top=st.floats(-20, 440),
+    w=st.floats(1, 400),
+    h=st.floats(1, 400),
+    scale=st.sampled_from([2.7, 4.0]),
+)
+def test_it_crops_any_detected_box_as_minifasnet_does(left, top, w, h, scale):
+    """From a detector's float box to the model's pixels, the authors' way: the box truncated to
+    [int(left), int(top), int(w), int(h)], then CropImage.crop."""
+    recipe = CropRecipe(**{**MINIFASNET.__dict__, "scale": scale})
+    want = reference_crop(IMAGE, [int(left), int(top), max(1, int(w)), max(1, int(h))], scale, 80, 80)
+    assert_same(crop_face(IMAGE, recipe, Box(left, top, w, h), (80, 80)), want)
+
+
 @pytest.mark.parametrize(
     "detected",  # (left, top, right, bottom) as a detector gives them, in float pixels
     [

@@ -486,7 +486,12 @@ def test_it_describes_minifasnet_as_its_authors_crop_and_read_it():
     v2, v1se = load_manifest(COOKBOOK / "minifasnet-v2.toml"), load_manifest(COOKBOOK / "minifasnet-v1se.toml")
     for m, scale in ((v2, 2.7), (v1se, 4.0)):
         assert m.crop == CropRecipe(
-            side="axes", scale=scale, border="shift", resize="stretch", interpolation="opencv_linear"
+            side="axes",
+            scale=scale,
+            border="shift",
+            resize="stretch",
+            interpolation="opencv_linear",
+            box_round="truncate",
         )
         assert (m.size, m.layout, m.color, m.scale) == ((80, 80), "NCHW", "BGR", "raw")
         assert (m.mean, m.std) == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
@@ -497,7 +502,9 @@ def test_it_describes_minifasnet_as_its_authors_crop_and_read_it():
 
 def test_it_describes_the_letterboxed_rgb_model_as_its_authors_crop_and_read_it():
     m = load_manifest(COOKBOOK / "antispoofing-bin-128.toml")
-    assert m.crop == CropRecipe(side="max", scale=1.5, border="pad", resize="letterbox", interpolation="opencv_linear")
+    assert m.crop == CropRecipe(
+        side="max", scale=1.5, border="pad", resize="letterbox", interpolation="opencv_linear", box_round="truncate"
+    )
     assert (m.size, m.color, m.scale, m.mean, m.std) == ((128, 128), "RGB", "unit", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     assert (m.activation, m.live_index, m.classes) == ("softmax", (0,), ("live", "spoof"))
 

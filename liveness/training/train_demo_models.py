@@ -55,7 +55,7 @@ MANIFESTS: dict[str, str] = {
 # Trained by liveness/training/train_demo_models.py on procedural demo data only.
 [model]
 name = "fas_a"
-version = "2"
+version = "3"
 file = "fas_a.onnx"
 
 [input]
@@ -89,7 +89,7 @@ classes = ["attack", "live"]
 # Trained by liveness/training/train_demo_models.py on procedural demo data only.
 [model]
 name = "fas_b"
-version = "2"
+version = "3"
 file = "fas_b.onnx"
 
 [input]
@@ -121,7 +121,7 @@ classes = ["print", "live", "replay"]
 # Trained by liveness/training/train_demo_models.py on procedural demo data only.
 [model]
 name = "fas_c"
-version = "2"
+version = "3"
 file = "fas_c.onnx"
 
 [input]

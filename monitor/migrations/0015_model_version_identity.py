@@ -2,15 +2,14 @@
 # one ONNX file (sha256) may back several versions with different manifests, so the hash is an
 # index, not a unique key (GitHub issue 14).
 #
-# Written by hand: it follows 0013 because 0014_unreadable_per_day was not there yet; once 0014
-# exists, this depends on it instead (the operation does not touch 0014's tables).
+# Written by hand; it follows 0014_unreadable_per_day (the operation does not touch 0014's tables).
 
 from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("monitor", "0013_daily_production_figures"),
+        ("monitor", "0014_unreadable_per_day"),
     ]
 
     operations = [

@@ -192,24 +192,45 @@ def _result_context(result: thresholds.TableResult) -> dict:
             for r in rows
         ]
         groups.append({"label": thresholds.fpr_label(f), "target": f, "rows": shown})
-    bpcer = []
+    return {"result": result, "groups": groups, "bpcer": _bpcer_context(result), "iso": _iso_context(result)}
+
+
+def _bpcer_context(result: thresholds.TableResult) -> list[dict]:
+    out = []
     for name, p in (("BPCER20", result.bpcer20), ("BPCER100", result.bpcer100)):
-        bpcer.append(
-            {"name": name, "point": p, "rate": None if p is None else _rate(p.bpcer, p.bpcer.value)}
-            | ({"threshold": thresholds.threshold_text(p.threshold), "apcer": thresholds.pct(p.apcer)} if p else {})
-        )
-    iso = None
-    if result.iso is not None:
-        i = result.iso
-        iso = {
-            "threshold": thresholds.threshold_text(result.threshold),
-            "apcer": thresholds.pct(i["apcer"]),
-            "apcer_type": i["apcer_type"],
-            "bpcer": _rate(i["bpcer_rate"], i["bpcer_rate"].value) if i["bpcer"] is not None else None,
-            "acer": thresholds.pct(i["acer"]),
-            "per_type": [{"type": t, **_rate(r, r.value)} for t, r in i["apcer_per_type"].items()],
-        }
-    return {"result": result, "groups": groups, "bpcer": bpcer, "iso": iso}
+        row = {"name": name, "point": p, "rate": None if p is None else _rate(p.bpcer, p.bpcer.value)}
+        if p is not None:
+            row |= {
+                "threshold": thresholds.threshold_text(p.threshold),
+                "apcer": thresholds.pct(p.apcer),
+                "apcer_type": p.apcer_type,
+                "untyped": p.untyped,
+            }
+        out.append(row)
+    return out
+
+
+def _iso_context(result: thresholds.TableResult) -> dict | None:
+    """The ISO block at one threshold: what it applies, reported APCER and ACER with their counts
+    and greying, each PAI species, the untyped attacks apart, and production's decisions beside it."""
+    i = result.iso
+    if i is None:
+        return None
+    apcer = i["apcer_rate"]
+    return {
+        "threshold": thresholds.threshold_text(result.threshold),
+        "applied": result.applied,
+        "flagged": thresholds.flagged_text(result),
+        "production": thresholds.production_text(result),
+        "apcer": _rate(apcer, apcer.value) if apcer else None,
+        "apcer_type": i["apcer_type"],
+        "bpcer": _rate(i["bpcer_rate"], i["bpcer_rate"].value) if i["bpcer"] is not None else None,
+        "acer": thresholds.pct(i["acer"]),
+        "acer_too_few": result.acer_too_few,
+        "per_type": [{"type": thresholds.species_name(t), **_rate(r, r.value)} for t, r in result.species],
+        "untyped": _rate(i["untyped"], i["untyped"].value) if i["untyped"] else None,
+        "untyped_note": thresholds.UNTYPED_NOTE,
+    }
 
 
 @require(VIEW)

@@ -11,8 +11,9 @@ from monitor import thresholds
 class Command(BaseCommand):
     help = (
         "The threshold table (SPEC section 5): for each strategy minface x quality and each target FPR, "
-        "the threshold, TPR, FPR, counts; plus the ISO/IEC 30107-3 figures. From a score file or from the "
-        "labelled images of a date range. A malformed score file exits with code 2."
+        "the threshold, TPR, FPR, counts; plus the ISO/IEC 30107-3 figures (APCER per PAI species, untyped "
+        "attacks apart). From a score file or from the labelled images of a date range. A malformed score file "
+        "exits with code 2."
     )
 
     def add_arguments(self, parser):
@@ -39,8 +40,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--threshold",
             metavar="T",
-            help="the threshold of the ISO APCER/BPCER/ACER figures (default: the ensemble's for database "
-            "data, none for a score file)",
+            help="the threshold of the ISO APCER/BPCER/ACER figures (default: the ensemble's current one for "
+            "database data, applied to past scores as a what-if beside production's own decisions; none for a "
+            "score file)",
         )
 
     def handle(self, *args, scores, date_from, date_to, ensemble, model, fpr, format, threshold, **options):
