@@ -86,6 +86,7 @@ class ImageResult:
     scores: dict[str, float] = field(default_factory=dict)  # model name -> live probability
     attack_guesses: dict[str, str] = field(default_factory=dict)
     crop_rects: dict[str, list[float]] = field(default_factory=dict)
+    face_hash: str = ""  # 64-bit perceptual hash of the face (hex): attempt groups; "" without a face
     score: float | None = None
     decision: str | None = None
     thumbnail: Image.Image | None = None

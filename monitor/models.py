@@ -215,6 +215,16 @@ class Image(models.Model):
     label = models.CharField(max_length=10, choices=LABEL_CHOICES, blank=True)
     attack_type = models.CharField(max_length=50, blank=True)
     sidecar = models.JSONField(null=True, blank=True)
+    # from the sidecar, as columns: the slices of "what changed" and the attempt groups read them
+    site = models.CharField(max_length=100, blank=True)
+    subject = models.CharField(max_length=100, blank=True)
+    # attempts (monitor/attempts.py): the images of one user trying again on one device. face_hash
+    # is a 64-bit perceptual hash of the face crop (hex); attempt_group the id of the group's
+    # first image, attempt_index the 1-based place in it, attempt_size the group's image count
+    face_hash = models.CharField(max_length=16, blank=True)
+    attempt_group = models.BigIntegerField(null=True, blank=True)
+    attempt_index = models.PositiveIntegerField(null=True, blank=True)
+    attempt_size = models.PositiveIntegerField(null=True, blank=True)
     # review (monitor/labels.py): the on-call verdict and the short claim of the reviewer showing it
     reviewed_at = models.DateTimeField(null=True, blank=True)
     reviewed_by = models.ForeignKey(
@@ -259,6 +269,7 @@ class Image(models.Model):
             # "reviewed today" of the review progress; partial, so it is no candidate for the queue
             models.Index(fields=["reviewed_at"], condition=Q(reviewed_at__isnull=False), name="image_reviewed_at"),
             models.Index(fields=["sha256"], name="image_sha256"),
+            models.Index(fields=["day", "attempt_group"], name="image_day_attempt"),
         ]
         # an image is stored once: by its bytes, or by its bytes and day for an unreadable one
         # (monitor/services.py `identified`); score_batch relies on these for concurrent batches
@@ -467,6 +478,14 @@ class DailyMetric(models.Model):
         help_text="scores of the scored images (passed the gates) on equal-width bins over [0, 1], "
         "the bins of liveness.metrics.score_histogram; [] = not computed",
     )
+    # per user (an attempt group, monitor/attempts.py), over the groups with a decision; the
+    # genuine_ ones over groups whose images are all labelled genuine
+    users = models.PositiveIntegerField(default=0, help_text="attempt groups with a decision")
+    users_rejected = models.PositiveIntegerField(default=0, help_text="flagged on at least one attempt")
+    users_always_rejected = models.PositiveIntegerField(default=0, help_text="flagged on every attempt")
+    genuine_users = models.PositiveIntegerField(default=0)
+    genuine_users_rejected = models.PositiveIntegerField(default=0)
+    genuine_users_always_rejected = models.PositiveIntegerField(default=0)
     computed_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -697,3 +716,31 @@ class ImageAccess(models.Model):
 
     def __str__(self):
         return f"{self.username} opened {self.image_path} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class DaySlice(models.Model):
+    """One slice of one day's images (monitor/slices.py): counts for "what changed"
+    (monitor/explain.py). `dims` names the slice's dimensions ("device", or "device|face_size"
+    for a combination), `value` its values joined the same way. Written by compute_day for
+    every slice that holds images; the explanation of a day reads its rows and sums the rows of
+    its trailing window, never the images."""
+
+    day = models.DateField()
+    dims = models.CharField(max_length=60)
+    value = models.CharField(max_length=300)
+    images = models.PositiveIntegerField(default=0, help_text="every image of the slice, of any category")
+    scored = models.PositiveIntegerField(default=0, help_text="got a decision, low quality included")
+    flagged = models.PositiveIntegerField(default=0, help_text="decided attack")
+    low_quality = models.PositiveIntegerField(default=0)
+    genuine = models.PositiveIntegerField(default=0, help_text="scored and labelled genuine")
+    fp = models.PositiveIntegerField(default=0)
+    attacks = models.PositiveIntegerField(default=0, help_text="scored and labelled attack")
+    tp = models.PositiveIntegerField(default=0)
+    histogram = models.JSONField(default=list, blank=True, help_text="scores on the bins of score_histogram")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "dims", "value"], name="day_slice_unique")]
+        indexes = [models.Index(fields=["dims", "day"], name="day_slice_dims_day")]
+
+    def __str__(self):
+        return f"{self.day} {self.dims}={self.value}"

@@ -389,6 +389,9 @@ def _image_fields(r: ImageResult, f: InboxFile, run: Run, ens: LiveEnsemble, ver
         "label": (sc.label or "") if sc else "",
         "attack_type": (sc.attack_type or "") if sc and sc.label == "attack" else "",
         "sidecar": sc.raw if sc else None,
+        "site": ((sc.site or "") if sc else "")[:100],
+        "subject": ((sc.subject or "") if sc else "")[:100],
+        "face_hash": r.face_hash,
         "run": run,
     }
 

@@ -166,6 +166,11 @@ KOALA_RETENTION_INBOX = env_bool("KOALA_RETENTION_INBOX", False)
 KOALA_PURGE_AT = env_str("KOALA_PURGE_AT", "03:45")  # HH:MM, TIME_ZONE; after the nightly scoring
 KOALA_ACCESS_LOG = env_bool("KOALA_ACCESS_LOG", True)  # record who opened which original image, when
 
+# --- "what changed" (monitor/explain.py) and attempts (monitor/attempts.py) ---
+KOALA_EXPLAIN_WINDOW_DAYS = env_int("KOALA_EXPLAIN_WINDOW_DAYS", 14)  # the trailing window a day is held against
+KOALA_ATTEMPT_GAP_SECONDS = env_int("KOALA_ATTEMPT_GAP_SECONDS", 120)  # longest pause within one user's attempts
+KOALA_ATTEMPT_HASH_DISTANCE = env_int("KOALA_ATTEMPT_HASH_DISTANCE", 12)  # bits of 64: near-identical face crops
+
 # --- alerts (monitor/alerts.py): evaluated when a day finishes ---
 KOALA_ALERT_WINDOW_DAYS = env_int("KOALA_ALERT_WINDOW_DAYS", 14)  # trailing days of the control limits
 KOALA_ALERT_MIN_HISTORY_DAYS = env_int("KOALA_ALERT_MIN_HISTORY_DAYS", 7)  # usable days needed for a limit
