@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 
 from .converters import DayConverter
-from .views import access_log, alerts, api, gallery, media, overview, runs, thresholds
+from .views import access_log, alerts, api, devices, explain, gallery, media, overview, runs, thresholds
 from .views import compare as compare_views
 from .views import models as model_views
 
@@ -12,6 +12,8 @@ register_converter(DayConverter, "day")
 urlpatterns = [
     path("", overview.overview, name="home"),
     path("days/<day:day>/", gallery.day_gallery, name="gallery"),
+    path("days/<day:day>/explain", explain.day_explain, name="day-explain"),
+    path("devices/", devices.device_list, name="devices"),
     path("images/<int:pk>/", gallery.image_detail, name="image"),
     path("images/<int:pk>/file", media.image_file, name="image-file"),
     path("images/<int:pk>/thumb", media.thumbnail, name="thumb"),
@@ -35,6 +37,7 @@ urlpatterns = [
     path("labelling/", include("monitor.urls_labelling")),
     path("api/days", api.days, name="api-days"),
     path("api/days/<day:day>/images", api.day_images, name="api-day-images"),
+    path("api/days/<day:day>/explain", explain.api_day_explain, name="api-day-explain"),
     path("api/images/<int:pk>", api.image, name="api-image"),
     path("api/metrics", api.metrics, name="api-metrics"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
