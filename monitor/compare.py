@@ -5,7 +5,10 @@
 The image set: images of the days date_from..date_to (and the device, if given) with a score from
 BOTH ensembles. An ensemble's score for an image is its ShadowScore (monitor/shadow.py), or the
 image's own score when production scored it with that ensemble (Image.ensemble). The shadow score
-wins when both exist (it is the newer one, and scored with the stored box).
+wins when both exist (it is the newer one, and scored with the stored box). One model alone (the
+hidden one-model ensemble of `score_day --model`) also scores every image production scored with
+that same model version: its stored per-model score (Image.scores), the same preprocessing and
+weights, so a model compares with another version of itself without a shadow run of both.
 
 On the labelled images of the set, each ensemble gets the threshold table of the threshold page
 (`monitor.thresholds.threshold_table`: minface x quality x target FPR, SPEC section 2 rule), so
@@ -27,13 +30,16 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 import numpy as np
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, FloatField, OuterRef, Q
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 
 from liveness import metrics
 from liveness.metrics import Confusion, StrategyRow
 
 from . import thresholds
 from .models import Device, Ensemble, Image, ShadowScore
+from .shadow import is_one_model
 
 DISAGREEMENTS_SHOWN = 50
 STRATEGIES = [(m, q) for m in metrics.DEFAULT_MINFACES for q in (False, True)]
@@ -55,11 +61,27 @@ def _scored(ens: Ensemble, start: dt.date, end: dt.date, device: Device | None):
     shadow = ShadowScore.objects.filter(ensemble=ens, day__range=(start, end))
     if device is not None:
         prod, shadow = prod.filter(device=device), shadow.filter(image__device=device)
-    out = dict(prod.values_list("id", "score"))
+    out = _as_member(ens, start, end, device) | dict(prod.values_list("id", "score"))
     shadow_at = {}
     for image_id, score, threshold, decision in shadow.values_list("image_id", "score", "threshold", "decision"):
         out[image_id], shadow_at[image_id] = score, (threshold, decision == "attack")
     return out, shadow_at
+
+
+def _as_member(ens: Ensemble, start: dt.date, end: dt.date, device: Device | None) -> dict[int, float]:
+    """image id -> the stored per-model score, for a one-model ensemble: the images production
+    scored with exactly its model version. Empty for any other ensemble."""
+    if not is_one_model(ens):
+        return {}
+    members = list(ens.members.all())
+    if len(members) != 1:
+        return {}
+    mv = members[0]
+    qs = Image.objects.filter(day__range=(start, end), **{f"model_versions__{mv.name}": mv.label})
+    if device is not None:
+        qs = qs.filter(device=device)
+    qs = qs.annotate(s=Cast(KeyTextTransform(mv.name, "scores"), FloatField())).filter(s__isnull=False)
+    return dict(qs.values_list("id", "s"))
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ everything of production alone. Real demo models on a small generated day."""
 import datetime as dt
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -409,3 +410,79 @@ def test_it_offers_one_model_runs_to_admins_only(client, personas, scored_day, r
     fas_b = ModelVersion.objects.get(name="fas_b")
     assert client.post(reverse("run-start"), {"day": DAY.isoformat(), "model": fas_b.pk}).status_code == 403
     assert not Run.objects.filter(shadow=True).exists()
+
+
+# --- one model against another version of itself on the compare page ------------------------------
+
+
+def register_scale_4(tmp_path) -> None:
+    """fas_a's file again under the next version, with crop scale 4.0."""
+    text = FAS_A.read_text().replace(f'version = "{DEMO_VERSION}"', f'version = "{NEXT_VERSION}"')
+    (tmp_path / "fas_a.toml").write_text(text.replace("scale = 2.7", "scale = 4.0"))
+    (tmp_path / "fas_a.onnx").symlink_to(FAS_A.with_name("fas_a.onnx"))
+    call_command("register_models", str(tmp_path / "fas_a.toml"), "--no-measure", stdout=io.StringIO())
+
+
+def compare_page(client, a: str, b: str) -> str:
+    query = {"a": a, "b": b, "from": DAY.isoformat(), "to": DAY.isoformat(), "fpr": "1%"}
+    response = client.get(reverse("compare"), query)
+    assert response.status_code == 200, response.content.decode()[:2000]
+    return response.content.decode()
+
+
+def listed_scores(page: str) -> dict[int, tuple[float, float]]:
+    rows = re.findall(r'<li class="thumb" data-image="(\d+)" data-score-a="([\d.]+)" data-score-b="([\d.]+)"', page)
+    return {int(pk): (float(a), float(b)) for pk, a, b in rows}
+
+
+@pytest.mark.django_db
+def test_it_compares_two_versions_of_one_onnx_file_on_the_compare_page(scored_day, tmp_path, client, personas):
+    register_scale_4(tmp_path)
+    old, new = one_model(io.StringIO(), f"fas_a:{DEMO_VERSION}"), one_model(io.StringIO(), f"fas_a:{NEXT_VERSION}")
+    client.force_login(personas["viewer"])
+
+    page = compare_page(client, old.ensemble.name, new.ensemble.name)
+
+    n = production_scored().count()
+    assert f'data-images="{n}"' in page
+    assert f"fas_a@{DEMO_VERSION} alone" in page and f"fas_a@{NEXT_VERSION} alone" in page  # offered as models
+    shown = listed_scores(page)
+    assert shown and len(shown) <= n
+    stored = {
+        (s.run_id, s.image_id): s.score for s in ShadowScore.objects.filter(run__in=[old, new], image_id__in=shown)
+    }
+    for pk, (a, b) in shown.items():
+        assert (a, b) == (round(stored[old.pk, pk], 4), round(stored[new.pk, pk], 4))
+    assert any(abs(a - b) > 1e-3 for a, b in shown.values())  # the crop scales differ
+
+
+@pytest.mark.django_db
+def test_it_compares_a_model_by_production_s_own_scores_without_a_shadow_run_of_it(
+    scored_day, tmp_path, client, personas
+):
+    register_scale_4(tmp_path)
+    new = one_model(io.StringIO(), f"fas_a:{NEXT_VERSION}")
+    old = shadow.one_model_ensemble(ModelVersion.objects.get(name="fas_a", version=DEMO_VERSION))
+    assert not ShadowScore.objects.filter(ensemble=old).exists()
+    client.force_login(personas["viewer"])
+
+    page = compare_page(client, old.name, new.ensemble.name)
+
+    assert f'data-images="{production_scored().count()}"' in page
+    production = dict(production_scored().values_list("pk", "scores"))
+    for pk, (a, _) in listed_scores(page).items():
+        assert a == round(production[pk]["fas_a"], 4)
+
+
+@pytest.mark.django_db
+def test_it_keeps_one_model_ensembles_off_the_models_page(scored_day, client, personas):
+    hidden = one_model(io.StringIO(), "fas_b").ensemble
+    client.force_login(personas["admin"])
+
+    page = client.get(reverse("models")).content.decode()
+
+    assert "demo" in page and hidden.name not in page and "run alone" in page  # on fas_b's row
+    assert client.post(reverse("ensemble-activate", args=[hidden.pk]), {"note": "try"}).status_code == 404
+    assert client.post(reverse("ensemble-threshold", args=[hidden.pk]), {"threshold": "0.2"}).status_code == 404
+    hidden.refresh_from_db()
+    assert (hidden.is_active, hidden.threshold) == (False, DEMO_T)

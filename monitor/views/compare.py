@@ -15,15 +15,16 @@ from .. import compare as service
 from .. import thresholds
 from ..access import VIEW, require
 from ..models import Device, Ensemble, ShadowScore
+from ..shadow import ONE_MODEL_PREFIX, is_one_model
 
 
 class CompareForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         date = forms.DateInput(attrs={"type": "date"})
-        choices = [(e.name, str(e)) for e in Ensemble.objects.order_by("-is_active", "name")]
-        self.fields["a"] = forms.ChoiceField(label="Ensemble A", choices=choices)
-        self.fields["b"] = forms.ChoiceField(label="Ensemble B", choices=choices)
+        choices = _choices()
+        self.fields["a"] = forms.ChoiceField(label="Ensemble or model A", choices=choices)
+        self.fields["b"] = forms.ChoiceField(label="Ensemble or model B", choices=choices)
         self.fields["from"] = forms.DateField(label="From", widget=date)
         self.fields["to"] = forms.DateField(label="To", widget=date)
         devices = Device.objects.order_by("name").values_list("name", flat=True)
@@ -48,6 +49,17 @@ class CompareForm(forms.Form):
         if start and end and start > end:
             raise forms.ValidationError(f"the range is empty: from {start} is after to {end}")
         return data
+
+
+def _choices() -> list:
+    """The ensembles admins made, then each model run alone (`score_day --model`) by its version."""
+    ensembles, models = [], []
+    for e in Ensemble.objects.order_by("-is_active", "name"):
+        if is_one_model(e):
+            models.append((e.name, f"{e.name.removeprefix(ONE_MODEL_PREFIX)} alone (t={e.threshold:g})"))
+        else:
+            ensembles.append((e.name, str(e)))
+    return [("Ensembles", ensembles)] + ([("Single models", models)] if models else [])
 
 
 def _defaults() -> dict:

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST
 from .. import registry, tasks
 from ..access import RUN, VIEW, require
 from ..models import Ensemble, EnsembleEvent, ModelVersion
+from ..shadow import ONE_MODEL_PREFIX, is_one_model
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,11 @@ def _with_details(mv: ModelVersion) -> ModelVersion:
     mv.pre = _preprocessing(mv)
     mv.input_text = _shape(mv.input_shape)
     mv.output_text = _shape(mv.output_shape)
+    # its ensembles, and "run alone" for its hidden one-model ensemble (not an ensemble to manage)
+    mv.memberships = [
+        {"name": "run alone" if is_one_model(e) else e.name, "active": e.is_active, "threshold": e.threshold}
+        for e in sorted(mv.ensembles.all(), key=lambda e: (not e.is_active, is_one_model(e), e.name))
+    ]
     return mv
 
 
@@ -141,8 +147,12 @@ def _ensembles(bound: dict | None = None) -> list[Ensemble]:
     """Every ensemble (the active one first) with members, history and, for admins, forms; the
     form that failed (`bound`: {"pk", "activate" or "threshold": form}) keeps its input and errors."""
     bound = bound or {}
+    # the hidden one-model ensembles of `score_day --model` follow the active threshold and are
+    # never activated: they show on the runs and compare pages, by their model
     ensembles = list(
-        Ensemble.objects.order_by("-is_active", "name").prefetch_related(
+        Ensemble.objects.exclude(name__startswith=ONE_MODEL_PREFIX)
+        .order_by("-is_active", "name")
+        .prefetch_related(
             Prefetch("members", queryset=ModelVersion.objects.order_by("name")),
             Prefetch("events", queryset=EnsembleEvent.objects.select_related("user").order_by("-created_at", "-id")),
         )
@@ -181,16 +191,20 @@ def model_detail(request, pk):
     mv = _with_details(get_object_or_404(ModelVersion, pk=pk))
     ctx = {
         "mv": mv,
-        "ensembles": list(mv.ensembles.order_by("-is_active", "name")),
         "can_manage": request.user.has_perm(RUN),
     }
     return render(request, "monitor/model.html", ctx)
 
 
+def _get_ensemble(pk: int) -> Ensemble:
+    """An ensemble admins manage; 404 for a hidden one-model ensemble (it follows the active one)."""
+    return get_object_or_404(Ensemble.objects.exclude(name__startswith=ONE_MODEL_PREFIX), pk=pk)
+
+
 @require_POST
 @require(RUN)
 def activate(request, pk):
-    ens = get_object_or_404(Ensemble, pk=pk)
+    ens = _get_ensemble(pk)
     form = ActivateForm(request.POST)
     if not form.is_valid():
         return _list_page(request, {"pk": ens.pk, "activate": form}, status=400)
@@ -204,7 +218,7 @@ def activate(request, pk):
 @require_POST
 @require(RUN)
 def threshold(request, pk):
-    ens = get_object_or_404(Ensemble, pk=pk)
+    ens = _get_ensemble(pk)
     form = ThresholdForm(request.POST)
     if form.is_valid():
         old = ens.threshold
