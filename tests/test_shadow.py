@@ -486,3 +486,27 @@ def test_it_keeps_one_model_ensembles_off_the_models_page(scored_day, client, pe
     assert client.post(reverse("ensemble-threshold", args=[hidden.pk]), {"threshold": "0.2"}).status_code == 404
     hidden.refresh_from_db()
     assert (hidden.is_active, hidden.threshold) == (False, DEMO_T)
+
+
+@pytest.mark.django_db
+def test_it_shows_both_versions_of_one_onnx_file_on_the_image_page_and_in_the_api(
+    scored_day, tmp_path, client, personas
+):
+    register_scale_4(tmp_path)
+    runs = {v: one_model(io.StringIO(), f"fas_a:{v}") for v in (DEMO_VERSION, NEXT_VERSION)}
+    im = production_scored().first()
+    client.force_login(personas["viewer"])
+
+    html = client.get(reverse("image", args=[im.pk])).content.decode()
+    body = client.get(f"/api/images/{im.pk}").json()
+
+    section = html[html.index("<h2>Shadow runs</h2>") :]
+    shadows = {s["ensemble"]: s for s in body["scorings"] if s["kind"] == "shadow"}
+    assert set(shadows) == {f"model:fas_a@{v}" for v in runs}
+    for v, run in runs.items():
+        s = ShadowScore.objects.get(run=run, image=im)
+        assert s.model_versions["fas_a"].startswith(f"fas_a@{v}:") and s.model_versions["fas_a"] in section
+        assert f"run {run.pk}" in section and f"{s.score:.4f}" in section
+        api = shadows[f"model:fas_a@{v}"]
+        assert (api["run"], api["threshold"]) == (run.pk, DEMO_T) and api["score"] == pytest.approx(s.score)
+        assert [m["version"] for m in api["models"]] == [s.model_versions["fas_a"]]
