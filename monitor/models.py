@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import models
 from django.db.models import Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -284,25 +284,6 @@ class Image(models.Model):
 
     def __str__(self):
         return self.path
-
-    def save(self, *args, **kwargs):
-        """A label changed on a stored image: the day's figures and alerts are recomputed once
-        the transaction commits (numbers follow labels)."""
-        before = getattr(self, "_saved_label", None)
-        super().save(*args, **kwargs)
-        now = (self.label, self.attack_type)
-        if before is not None and before != now and None not in before:
-            from .tasks import recompute_day  # tasks import the models
-
-            day = self.day.isoformat()
-            transaction.on_commit(lambda: recompute_day.delay(day))
-        self._saved_label = now
-
-    @classmethod
-    def from_db(cls, db, field_names, values):
-        im = super().from_db(db, field_names, values)
-        im._saved_label = (im.__dict__.get("label"), im.__dict__.get("attack_type"))
-        return im
 
     @property
     def thumb_relpath(self) -> str:

@@ -536,7 +536,6 @@ def _store_all(
         row = rows.get(sha)
         if row is not None and row.path == f.path and row.run_id == run.pk:
             im.pk = row.pk
-            im._saved_label = (im.label, im.attack_type)
             stored.append((f, im, r))
         else:
             lost.append((f, sha))

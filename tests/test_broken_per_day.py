@@ -16,7 +16,7 @@ from django.urls import reverse
 
 from liveness import demo
 from liveness.pipeline import Pipeline
-from monitor import labels, purge, services
+from monitor import label_csv, purge, services
 from monitor.models import Image, InboxFile, Run
 from tests import factories
 from tests.conftest import jpeg_bytes, put, sidecar_for
@@ -200,7 +200,7 @@ def test_it_refuses_to_import_a_label_by_the_sha256_of_unreadable_files_only(two
     services.run_day(day(DAY2))
 
     text = f"sha256,label\n{EMPTY},genuine\n{two_days['good']},genuine\n"
-    result = labels.import_labels(text, user=None, dry_run=True)
+    result = label_csv.import_labels(text, user=None, dry_run=True)
 
     assert result.errors == [(2, f"sha256 {EMPTY!r} is of unreadable files only: no picture to label")]
     assert [r.image_id for r in result.rows] == [Image.objects.get(sha256=two_days["good"]).pk]
@@ -217,7 +217,7 @@ def test_it_picks_the_readable_image_when_broken_rows_share_its_bytes(db):
     thumb.parent.mkdir(parents=True)
     thumb.write_bytes(b"jpeg")
 
-    result = labels.import_labels(f"sha256,label\n{sha},attack\n", user=None, dry_run=True)
+    result = label_csv.import_labels(f"sha256,label\n{sha},attack\n", user=None, dry_run=True)
     purged = purge.purge_images(30, today=dt.date(2026, 11, 21))
 
     assert result.errors == [] and [r.image_id for r in result.rows] == [readable.pk]

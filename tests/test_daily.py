@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 
-from monitor import daily
-from monitor.models import DailyMetric, Image
+from monitor import daily, labels
+from monitor.models import DailyMetric, LabelEvent
 from tests import factories as f
 
 DAY = dt.date(2026, 11, 20)
@@ -130,9 +130,8 @@ def test_it_recomputes_the_day_when_a_label_changes():
     daily.compute_day(DAY)
     assert DailyMetric.objects.get(day=DAY, device=None).fp == 0
 
-    im = Image.objects.get(pk=flagged.pk)  # as the admin or a reviewer would load it
-    im.label = "genuine"  # a real user wrongly rejected
-    im.save()
+    # a real user wrongly rejected; the figures follow on commit
+    labels.set_labels([flagged.pk], "genuine", user=None, source=LabelEvent.LABELLING)
 
     overall = DailyMetric.objects.get(day=DAY, device=None)
     assert (overall.genuine, overall.fp) == (2, 1)

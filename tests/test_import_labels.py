@@ -1,11 +1,11 @@
-"""CSV label import (monitor.labels.import_labels) and `manage.py import_labels`."""
+"""CSV label import (monitor.label_csv.import_labels) and `manage.py import_labels`."""
 
 import io
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from monitor import labels, tasks
+from monitor import label_csv, tasks
 from monitor.models import Image, InboxFile, LabelEvent
 from tests import factories as f
 
@@ -55,7 +55,7 @@ MALFORMED_ERRORS = [
 
 def test_it_reports_each_bad_line_and_writes_nothing(personas, images, recomputes, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        result = labels.import_labels(malformed(images), user=personas["admin"], dry_run=False)
+        result = label_csv.import_labels(malformed(images), user=personas["admin"], dry_run=False)
     assert [(line, part in msg) for (line, msg), (_, part) in zip(result.errors, MALFORMED_ERRORS, strict=True)] == [
         (line, True) for line, _ in MALFORMED_ERRORS
     ]
@@ -75,7 +75,7 @@ def test_it_reports_each_bad_line_and_writes_nothing(personas, images, recompute
     ],
 )
 def test_it_needs_a_header(personas, text, line, message):
-    result = labels.import_labels(text, user=personas["admin"], dry_run=False)
+    result = label_csv.import_labels(text, user=personas["admin"], dry_run=False)
     assert len(result.errors) == 1
     assert result.errors[0].line == line and message in result.errors[0].message
 
@@ -83,7 +83,7 @@ def test_it_needs_a_header(personas, text, line, message):
 def test_it_previews_a_dry_run_without_writing(personas, images, recomputes):
     a, b, c = images["a"], images["b"], images["c"]
     text = f"sha256,label,attack_type\n{a.sha256},0,mask\n{b.sha256},real,\n{c.sha256},attack,print\n"
-    result = labels.import_labels(text, user=personas["admin"], dry_run=True)
+    result = label_csv.import_labels(text, user=personas["admin"], dry_run=True)
     assert result.errors == []
     assert result.rows == [
         (2, a.pk, "", "attack", "mask"),
@@ -99,7 +99,7 @@ def test_it_imports_by_sha256(personas, images, recomputes, django_capture_on_co
     a, b, c = images["a"], images["b"], images["c"]
     text = f"\ufeffSHA256,Label,Attack_Type\r\n{a.sha256},spoof,replay\r\n{b.sha256},1,\r\n{c.sha256},fake,other\r\n"
     with django_capture_on_commit_callbacks(execute=True):
-        result = labels.import_labels(text, user=personas["admin"], dry_run=False)
+        result = label_csv.import_labels(text, user=personas["admin"], dry_run=False)
     assert (result.errors, result.changed, result.written) == ([], 3, True)
     got = dict(Image.objects.values_list("pk", "label"))
     assert got == {a.pk: "attack", b.pk: "genuine", c.pk: "attack"}
@@ -122,7 +122,7 @@ def test_it_imports_by_inbox_path(personas, images, recomputes, settings):
             f"{settings.INBOX_DIR}/{b.path},genuine",
         ]
     )
-    result = labels.import_labels(text, user=None, dry_run=False)
+    result = label_csv.import_labels(text, user=None, dry_run=False)
     assert result.errors == []
     assert [(r.image_id, r.new_label) for r in result.rows] == [(a.pk, "attack"), (b.pk, "genuine")]
     assert dict(Image.objects.filter(pk__in=[a.pk, b.pk]).values_list("pk", "label")) == {

@@ -7,7 +7,7 @@ import pytest
 from django.contrib import admin
 from django.utils import timezone
 
-from monitor import labels, tasks
+from monitor import label_csv, labels, review_queue, tasks
 from monitor.labels import LabelError
 from monitor.models import AttackType, DailyMetric, Image, LabelEvent
 from tests import factories as f
@@ -167,7 +167,7 @@ def queue():
 
 def test_it_orders_the_queue_newest_day_first_then_highest_score(db, queue):
     names = {im.pk: name for name, im in queue.items()}
-    assert [names[i] for i in labels.review_queue().values_list("pk", flat=True)] == [
+    assert [names[i] for i in review_queue.review_queue().values_list("pk", flat=True)] == [
         "new_high",
         "new_mid",
         "new_low",
@@ -181,23 +181,23 @@ def test_it_filters_the_queue_by_day_range_and_device(db, queue):
         by_pk = {im.pk: name for name, im in queue.items()}
         return [by_pk[i] for i in qs.values_list("pk", flat=True)]
 
-    assert names(labels.review_queue(day_from="2026-11-21")) == ["new_high", "new_mid", "new_low"]
-    assert names(labels.review_queue(day_to=dt.date(2026, 11, 20))) == ["old_high", "old_low"]
-    assert names(labels.review_queue(device="gate-02")) == ["new_high"]
-    assert names(labels.review_queue(device=queue["old_low"].device)) == ["new_mid", "new_low", "old_high", "old_low"]
+    assert names(review_queue.review_queue(day_from="2026-11-21")) == ["new_high", "new_mid", "new_low"]
+    assert names(review_queue.review_queue(day_to=dt.date(2026, 11, 20))) == ["old_high", "old_low"]
+    assert names(review_queue.review_queue(device="gate-02")) == ["new_high"]
+    assert names(review_queue.review_queue(device=queue["old_low"].device)) == ["new_mid", "new_low", "old_high", "old_low"]
     with pytest.raises(LabelError, match="not a day"):
-        labels.review_queue(day_from="yesterday")
+        review_queue.review_queue(day_from="yesterday")
 
 
 def test_it_gives_two_reviewers_different_images(personas, queue):
-    first = labels.claim_next(personas["reviewer"])
-    second = labels.claim_next(personas["admin"])
+    first = review_queue.claim_next(personas["reviewer"])
+    second = review_queue.claim_next(personas["admin"])
     assert first.pk == queue["new_high"].pk
     assert second.pk == queue["new_mid"].pk
     assert first.review_claimed_by == personas["reviewer"]
     assert first.review_claim_until > timezone.now() + dt.timedelta(seconds=100)
     # a reload gives the reviewer the image they hold, not the next one
-    assert labels.claim_next(personas["reviewer"]).pk == first.pk
+    assert review_queue.claim_next(personas["reviewer"]).pk == first.pk
 
 
 def test_it_loses_a_race_for_a_claim_gracefully(personas, queue, monkeypatch):
@@ -217,7 +217,7 @@ def test_it_loses_a_race_for_a_claim_gracefully(personas, queue, monkeypatch):
         return pk
 
     monkeypatch.setattr(QuerySet, "first", first_then_steal)
-    got = labels.claim_next(personas["reviewer"])
+    got = review_queue.claim_next(personas["reviewer"])
     assert stolen == [queue["new_high"].pk]
     assert got.pk == queue["new_mid"].pk
     assert Image.objects.get(pk=stolen[0]).review_claimed_by == personas["admin"]
@@ -225,43 +225,43 @@ def test_it_loses_a_race_for_a_claim_gracefully(personas, queue, monkeypatch):
 
 def test_it_takes_over_an_expired_claim(personas, queue, settings):
     settings.KOALA_REVIEW_CLAIM_SECONDS = 5
-    im = labels.claim_next(personas["reviewer"])
+    im = review_queue.claim_next(personas["reviewer"])
     assert im.review_claim_until < timezone.now() + dt.timedelta(seconds=6)
-    assert labels.claim_next(personas["admin"]).pk != im.pk
+    assert review_queue.claim_next(personas["admin"]).pk != im.pk
     Image.objects.filter(pk=im.pk).update(review_claim_until=timezone.now() - dt.timedelta(seconds=1))
-    taken = labels.claim_next(personas["admin"])
+    taken = review_queue.claim_next(personas["admin"])
     assert taken.pk == im.pk
     assert taken.review_claimed_by == personas["admin"]
 
 
 def test_it_skips_and_releases_the_skipped_image(personas, queue):
-    im = labels.claim_next(personas["reviewer"])
-    nxt = labels.claim_next(personas["reviewer"], skip=[im.pk])
+    im = review_queue.claim_next(personas["reviewer"])
+    nxt = review_queue.claim_next(personas["reviewer"], skip=[im.pk])
     assert nxt.pk == queue["new_mid"].pk
     # one claim per reviewer: the skipped image is free for the others again
-    assert labels.claim_next(personas["admin"]).pk == im.pk
+    assert review_queue.claim_next(personas["admin"]).pk == im.pk
     everything = [i.pk for i in queue.values()]
-    assert labels.claim_next(personas["reviewer"], skip=everything) is None
+    assert review_queue.claim_next(personas["reviewer"], skip=everything) is None
     assert not Image.objects.filter(review_claimed_by=personas["reviewer"]).exists()
 
 
 def test_it_returns_none_when_the_queue_is_empty(personas):
     f.image(score=0.9)
-    assert labels.claim_next(personas["reviewer"]) is None
+    assert review_queue.claim_next(personas["reviewer"]) is None
 
 
 def test_it_refuses_a_verdict_on_an_image_another_reviewer_holds(personas, queue):
-    im = labels.claim_next(personas["reviewer"])
+    im = review_queue.claim_next(personas["reviewer"])
     with pytest.raises(LabelError, match="another reviewer"):
-        labels.review(im.pk, "genuine", user=personas["admin"])
+        review_queue.review(im.pk, "genuine", user=personas["admin"])
     im.refresh_from_db()
     assert (im.label, im.reviewed_at) == ("", None)
 
 
 def test_it_records_a_false_positive_verdict(personas, queue, recomputes, django_capture_on_commit_callbacks):
-    im = labels.claim_next(personas["reviewer"])
+    im = review_queue.claim_next(personas["reviewer"])
     with django_capture_on_commit_callbacks(execute=True):
-        event = labels.review(im.pk, "genuine", user=personas["reviewer"], attack_type="print", note="my colleague")
+        event = review_queue.review(im.pk, "genuine", user=personas["reviewer"], attack_type="print", note="my colleague")
     im.refresh_from_db()
     assert (im.label, im.attack_type, im.reviewed_by) == ("genuine", "", personas["reviewer"])
     assert im.reviewed_at is not None and im.review_claimed_by is None and im.review_claim_until is None
@@ -274,14 +274,14 @@ def test_it_records_a_false_positive_verdict(personas, queue, recomputes, django
         "my colleague",
     )
     assert recomputes == ["2026-11-21"]
-    assert im.pk not in labels.review_queue().values_list("pk", flat=True)
+    assert im.pk not in review_queue.review_queue().values_list("pk", flat=True)
     with pytest.raises(LabelError, match="already reviewed"):
-        labels.review(im.pk, "attack", user=personas["reviewer"])
+        review_queue.review(im.pk, "attack", user=personas["reviewer"])
 
 
 def test_it_records_a_correct_attack_even_when_the_label_was_known(personas, recomputes):
     im = f.image(score=0.2, label="attack", attack_type="replay")
-    event = labels.review(im.pk, "attack", user=personas["reviewer"], attack_type="replay")
+    event = review_queue.review(im.pk, "attack", user=personas["reviewer"], attack_type="replay")
     assert (event.old_label, event.new_label, event.new_attack_type) == ("attack", "attack", "replay")
     im.refresh_from_db()
     assert im.reviewed_at is not None
@@ -291,59 +291,59 @@ def test_it_records_a_correct_attack_even_when_the_label_was_known(personas, rec
 def test_it_refuses_an_unknown_verdict(personas):
     im = f.image(score=0.2)
     with pytest.raises(LabelError, match="unknown verdict"):
-        labels.review(im.pk, "maybe", user=personas["reviewer"])
+        review_queue.review(im.pk, "maybe", user=personas["reviewer"])
     with pytest.raises(LabelError, match="unknown attack type"):
-        labels.review(im.pk, "attack", attack_type="paper", user=personas["reviewer"])
+        review_queue.review(im.pk, "attack", attack_type="paper", user=personas["reviewer"])
 
 
 def test_it_undoes_the_last_review(personas, queue, recomputes):
     reviewer = personas["reviewer"]
-    one = labels.claim_next(reviewer)
-    labels.review(one.pk, "attack", attack_type="mask", user=reviewer)
-    two = labels.claim_next(reviewer)
-    labels.review(two.pk, "genuine", user=reviewer)
-    labels.review(queue["old_low"].pk, "genuine", user=personas["admin"])  # someone else's: not undone
+    one = review_queue.claim_next(reviewer)
+    review_queue.review(one.pk, "attack", attack_type="mask", user=reviewer)
+    two = review_queue.claim_next(reviewer)
+    review_queue.review(two.pk, "genuine", user=reviewer)
+    review_queue.review(queue["old_low"].pk, "genuine", user=personas["admin"])  # someone else's: not undone
 
-    back = labels.undo_last_review(reviewer)
+    back = review_queue.undo_last_review(reviewer)
     assert back.pk == two.pk
     assert (back.label, back.attack_type, back.reviewed_at, back.reviewed_by) == ("", "", None, None)
     assert back.review_claimed_by == reviewer  # it comes back to the reviewer who undid it
     events = list(LabelEvent.objects.filter(image=two).order_by("id").values_list("new_label", "note", "undone"))
     assert events == [("genuine", "", True), ("", "undo", False)]
-    assert two.pk in labels.review_queue().values_list("pk", flat=True)
+    assert two.pk in review_queue.review_queue().values_list("pk", flat=True)
 
     # a second undo reverts the review before, not the undo
-    assert labels.undo_last_review(reviewer).pk == one.pk
+    assert review_queue.undo_last_review(reviewer).pk == one.pk
     one.refresh_from_db()
     assert (one.label, one.attack_type) == ("", "")
-    assert labels.undo_last_review(reviewer) is None
+    assert review_queue.undo_last_review(reviewer) is None
     assert Image.objects.get(pk=queue["old_low"].pk).label == "genuine"
 
 
 def test_it_refuses_to_undo_a_review_relabelled_since(personas, recomputes):
     im = f.image(score=0.2)
-    labels.review(im.pk, "genuine", user=personas["reviewer"])
+    review_queue.review(im.pk, "genuine", user=personas["reviewer"])
     labels.set_labels([im.pk], "attack", "print", user=personas["admin"], source="labelling")
     with pytest.raises(LabelError, match="changed since"):
-        labels.undo_last_review(personas["reviewer"])
+        review_queue.undo_last_review(personas["reviewer"])
     im.refresh_from_db()
     assert (im.label, im.attack_type) == ("attack", "print")
 
 
 def test_it_counts_the_progress_of_today(personas, queue, recomputes):
-    labels.review(queue["new_high"].pk, "genuine", user=personas["reviewer"])
-    labels.review(queue["new_mid"].pk, "attack", user=personas["admin"])
+    review_queue.review(queue["new_high"].pk, "genuine", user=personas["reviewer"])
+    review_queue.review(queue["new_mid"].pk, "attack", user=personas["admin"])
     # reviewed yesterday: not today's
     f.image(score=0.2, reviewed_at=timezone.now() - dt.timedelta(days=1), reviewed_by=personas["reviewer"])
-    progress = labels.review_progress(personas["reviewer"], timezone.localdate())
+    progress = review_queue.review_progress(personas["reviewer"], timezone.localdate())
     # the fixture's image reviewed "now" counts too: 3 done today, 3 left
     assert progress == {"done_today": 3, "left": 3, "total": 6}
-    assert labels.review_progress(personas["reviewer"], timezone.localdate(), device="gate-02") == {
+    assert review_queue.review_progress(personas["reviewer"], timezone.localdate(), device="gate-02") == {
         "done_today": 3,
         "left": 0,
         "total": 3,
     }
-    yesterday = labels.review_progress(personas["reviewer"], timezone.localdate() - dt.timedelta(days=1))
+    yesterday = review_queue.review_progress(personas["reviewer"], timezone.localdate() - dt.timedelta(days=1))
     assert yesterday["done_today"] == 1
 
 
@@ -358,10 +358,10 @@ def test_it_shows_a_confirmed_false_positive_in_the_days_fpr(personas, django_ca
     before = DailyMetric.objects.get(day=day, device=None)
     assert (before.fp, before.genuine, before.fpr.value) == (0, 4, 0.0)
 
-    im = labels.claim_next(personas["reviewer"])
+    im = review_queue.claim_next(personas["reviewer"])
     assert im.pk == flagged.pk
     with django_capture_on_commit_callbacks(execute=True):  # the eager Celery of tests/conftest.py
-        labels.review(im.pk, "genuine", user=personas["reviewer"])
+        review_queue.review(im.pk, "genuine", user=personas["reviewer"])
     after = DailyMetric.objects.get(day=day, device=None)
     assert (after.fp, after.genuine) == (1, 5)
     assert after.fpr.value == pytest.approx(0.2)
@@ -374,14 +374,14 @@ def test_it_exports_the_audit_trail_as_csv(personas, recomputes):
     im = f.image(score=0.2)
     labels.set_labels([im.pk], "attack", "print", user=personas["admin"], source="labelling", note="=cmd()")
     labels.set_labels([im.pk], "genuine", user=None, source="import")
-    lines = labels.labels_csv(LabelEvent.objects.all()).splitlines()
+    lines = label_csv.labels_csv(LabelEvent.objects.all()).splitlines()
     assert lines[0] == "sha256,path,old_label,old_attack_type,new_label,new_attack_type,user,when,source,note,undone"
     first = lines[1].split(",")
     assert first[:7] == [im.sha256, im.path, "", "", "attack", "print", "admin-user"]
     assert first[8:] == ["labelling", "'=cmd()", "0"]
     assert lines[2].split(",")[2:7] == ["attack", "print", "genuine", "", ""]
-    assert len(labels.labels_csv(Image.objects.filter(pk=im.pk)).splitlines()) == 3
-    assert len(labels.labels_csv(Image.objects.none()).splitlines()) == 1
+    assert len(label_csv.labels_csv(Image.objects.filter(pk=im.pk)).splitlines()) == 3
+    assert len(label_csv.labels_csv(Image.objects.none()).splitlines()) == 1
 
 
 def test_it_records_sidecar_labels_once(db):

@@ -376,8 +376,8 @@ def test_a_bad_filter_is_reported_and_ignored(personas, flagged):
 
 
 def test_it_leaves_purged_images_out_of_the_queue(db):
-    from monitor import labels
+    from monitor import review_queue
 
     kept, purged = f.image(score=0.1), f.image(score=0.2)
     Image.objects.filter(pk=purged.pk).update(purged_at=timezone.now())
-    assert list(labels.review_queue().values_list("pk", flat=True)) == [kept.pk]
+    assert list(review_queue.review_queue().values_list("pk", flat=True)) == [kept.pk]

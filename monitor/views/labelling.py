@@ -18,7 +18,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from .. import browse, labels
+from .. import browse, label_csv, labels
 from ..access import require
 from ..models import AttackType, Image, LabelEvent
 from . import gallery
@@ -256,7 +256,7 @@ class UploadForm(forms.Form):
         return data
 
 
-def _preview_rows(result: labels.ImportResult) -> tuple[list[dict], int]:
+def _preview_rows(result: label_csv.ImportResult) -> tuple[list[dict], int]:
     """The rows that would change (old -> new), the first PREVIEW_ROWS of them, and how many in all."""
     current: dict[int, tuple[str, str, str]] = {}
     ids = [r.image_id for r in result.rows]
@@ -297,7 +297,7 @@ def import_labels(request):
     if not form.is_valid():
         return render(request, "monitor/label_import.html", {"form": form, "export_form": ExportForm()}, status=400)
     text, name = form.cleaned_data["csv"], form.cleaned_data["name"]
-    result = labels.import_labels(text, user=request.user, dry_run=True)
+    result = label_csv.import_labels(text, user=request.user, dry_run=True)
     changes, n_changes = _preview_rows(result)
     token = ""
     if result.ok:
@@ -326,7 +326,7 @@ def _apply_import(request):
     if not pending or not secrets.compare_digest(pending.get("token", ""), request.POST.get("token", "")):
         messages.error(request, "This preview is out of date (or was applied already): upload the file again.")
         return redirect("labelling:import")
-    result = labels.import_labels(pending["text"], user=request.user, dry_run=False)
+    result = label_csv.import_labels(pending["text"], user=request.user, dry_run=False)
     if not result.written:
         # the labels changed since the preview and the file no longer applies cleanly: show why
         request.session.pop(SESSION_KEY, None)
@@ -388,6 +388,6 @@ def export(request):
     if hi:
         events = events.filter(image__day__lte=hi)
     name = "labels" + (f"-from-{lo.isoformat()}" if lo else "") + (f"-to-{hi.isoformat()}" if hi else "") + ".csv"
-    response = HttpResponse(labels.labels_csv(events), content_type="text/csv; charset=utf-8")
+    response = HttpResponse(label_csv.labels_csv(events), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response

@@ -1,8 +1,8 @@
 """The on-call review queue (SPEC section 7, issue 5): one flagged image at a time, a verdict per
 key, skip, undo and progress. Reviewers and admins only (viewers get 403, on GET and on POST).
 
-The queue, the claims and the audit trail live in monitor/labels.py; this module keeps two small
-per-session lists: the images skipped in this session (left out of the queue until the list is
+The queue and the claims live in monitor/review_queue.py, the audit trail in monitor/labels.py;
+this module keeps two small per-session lists: the images skipped in this session (left out of the queue until the list is
 cleared) and the trail of images reviewed or skipped (what `k`, previous, steps back through).
 """
 
@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from .. import labels
+from .. import labels, review_queue
 from ..access import LABEL, require
 from ..labels import LabelError
 from ..models import Device, Image, LabelEvent
@@ -42,7 +42,7 @@ class QueueFilter(forms.Form):
 
 
 def _filters(params) -> tuple[QueueFilter, dict, str]:
-    """(form, keyword arguments for labels.review_queue / claim_next, query string to carry along).
+    """(form, keyword arguments for review_queue.review_queue / claim_next, query string to carry along).
     An invalid filter is reported on the page and ignored."""
     form = QueueFilter(params)
     if not form.is_valid():
@@ -75,30 +75,11 @@ def _remember(request, pk: int, *, skipped: bool) -> None:
     _set_session_list(request, SKIP_KEY, skip)
 
 
-def _current(user, data: dict, skip: list[int]) -> Image | None:
-    """The image the reviewer works on: the one they already hold (a reload keeps it, even when an
-    image ahead of it in the queue became free meanwhile; its claim is renewed), else the next one
-    claimed. labels.claim_next alone would move a reviewer on to any free image ahead of theirs."""
-    held = labels.review_queue(user, **data).filter(review_claimed_by=user).exclude(pk__in=skip).first()
-    if held is not None:
-        until = timezone.now() + dt.timedelta(seconds=labels.claim_seconds())
-        # conditional: only while it is still this reviewer's (nobody took over an expired claim)
-        if Image.objects.filter(pk=held.pk, review_claimed_by=user, reviewed_at__isnull=True).update(
-            review_claim_until=until
-        ):
-            labels.release_claims(user, keep=held.pk)
-            return Image.objects.select_related("device", "ensemble").get(pk=held.pk)
-    im = labels.claim_next(user, skip=skip, **data)
-    if im is not None:
-        im = Image.objects.select_related("device", "ensemble").get(pk=im.pk)
-    return im
-
-
 def _last_review(user) -> LabelEvent | None:
-    """The verdict `u` would undo (labels.undo_last_review picks the same one)."""
+    """The verdict `u` would undo (review_queue.undo_last_review picks the same one)."""
     return (
         LabelEvent.objects.filter(user=user, source=LabelEvent.REVIEW, undone=False)
-        .exclude(note=labels.UNDO_NOTE)
+        .exclude(note=review_queue.UNDO_NOTE)
         .order_by("-created_at", "-id")
         .first()
     )
@@ -145,7 +126,7 @@ def queue(request):
         im = Image.objects.select_related("device", "ensemble", "reviewed_by").filter(pk=int(at)).first()
         history = im is not None
     if im is None:
-        im = _current(user, data, skip)
+        im = review_queue.current_image(user, skip, **data)
 
     now = timezone.now()
     if im is None:
@@ -159,15 +140,12 @@ def queue(request):
         earlier = [i for i in trail if i != im.pk]
         prev_pk, next_url = (earlier[-1] if earlier else None), None
 
-    held_by_other = bool(
-        im is not None
-        and im.review_claimed_by_id not in (None, user.pk)
-        and im.review_claim_until is not None
-        and im.review_claim_until > now
+    held_by_other = im is not None and review_queue.held_by_other(
+        im.review_claimed_by_id, im.review_claim_until, user, now
     )
     reviewable = im is not None and im.decision == "attack" and im.reviewed_at is None and not held_by_other
     last = _last_review(user)
-    progress = labels.review_progress(
+    progress = review_queue.review_progress(
         user, day_from=data.get("day_from"), day_to=data.get("day_to"), device=data.get("device")
     )
     ctx = {
@@ -185,7 +163,7 @@ def queue(request):
         "next_url": next_url,
         "last_review": last,
         "skip_count": len(skip),
-        "claim_seconds": labels.claim_seconds(),
+        "claim_seconds": review_queue.claim_seconds(),
     }
     if im is not None:
         ctx.update(_image_context(im))
@@ -219,7 +197,7 @@ def verdict(request, pk):
     if im.decision != "attack":
         return _refused(request, url, f"Image #{pk} was not flagged: it is not in the review queue.")
     try:
-        event = labels.review(
+        event = review_queue.review(
             pk,
             request.POST.get("verdict", ""),
             user=request.user,
@@ -248,7 +226,7 @@ def skip(request, pk):
     im = get_object_or_404(Image, pk=pk)
     _remember(request, pk, skipped=True)
     if im.review_claimed_by_id == request.user.pk:
-        labels.release_claims(request.user)  # back to the others at once (a reviewer holds one claim)
+        review_queue.release_claims(request.user)  # back to the others at once (a reviewer holds one claim)
     return _done(request, _queue_url(query), f"Image #{pk} skipped for this session.", image=pk)
 
 
@@ -258,7 +236,7 @@ def undo(request):
     _, data, query = _filters(request.GET)
     url = _queue_url(query)
     try:
-        im = labels.undo_last_review(request.user)
+        im = review_queue.undo_last_review(request.user)
     except LabelError as exc:
         return _refused(request, url, f"Cannot undo: {exc}")
     if im is None:
@@ -266,7 +244,7 @@ def undo(request):
     _set_session_list(request, TRAIL_KEY, [i for i in _session_list(request, TRAIL_KEY) if i != im.pk])
     _set_session_list(request, SKIP_KEY, [i for i in _session_list(request, SKIP_KEY) if i != im.pk])
     message = f"Undone: image #{im.pk} is back in the queue{', with its earlier label' if im.label else ''}."
-    if data and not labels.review_queue(request.user, **data).filter(pk=im.pk).exists():
+    if data and not review_queue.review_queue(request.user, **data).filter(pk=im.pk).exists():
         url = _queue_url()  # outside the current filter: show it anyway, without the filter
         message += " The filter was cleared to show it."
     return _done(request, url, message, image=im.pk)

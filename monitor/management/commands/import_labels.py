@@ -5,7 +5,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 
-from monitor.labels import import_labels
+from monitor.label_csv import import_labels
 
 from ._progress import ProgressCommand
 
