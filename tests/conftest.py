@@ -149,22 +149,32 @@ def inbox_image(settings, day: str, device: str = "phone-01", name: str = "face.
 PERSONAS = ("viewer", "reviewer", "admin")
 
 
-@pytest.fixture
-def personas(db, settings):
-    """One user per role (and `nobody`: logged in, in no group), keyed by role. Log them in with
-    `client.force_login(user)`: `client.login()` calls authenticate() without a request, which
-    django-axes (login throttling) refuses; a test of the login itself posts to the login page.
-    Their passwords are hashed with MD5 for the test (Django's PBKDF2 takes 0.23 s a user here)."""
-    from django.contrib.auth.models import Group, User
+PASSWORD = "a-long-test-password"
 
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Test users' passwords are hashed with MD5: Django's PBKDF2 costs a quarter of a second each."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-    users = {}
-    for role in PERSONAS:
-        user = User.objects.create_user(f"{role}-user", password="a-long-test-password", is_staff=role == "admin")
-        user.groups.add(Group.objects.get(name=role))
-        users[role] = user
-    users["nobody"] = User.objects.create_user("nobody", password="a-long-test-password")
+
+def make_user(username: str, group: str | None = "viewer", **fields):
+    """A user in one role's group (None: in no group), with the test password."""
+    from django.contrib.auth.models import Group, User
+
+    user = User.objects.create_user(username, password=PASSWORD, **fields)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def personas(db):
+    """One user per role (and `nobody`: logged in, in no group), keyed by role. Log them in with
+    `client.force_login(user)`: `client.login()` calls authenticate() without a request, which
+    django-axes (login throttling) refuses; a test of the login itself posts to the login page."""
+    users = {role: make_user(f"{role}-user", role, is_staff=role == "admin") for role in PERSONAS}
+    users["nobody"] = make_user("nobody", None)
     return users
 
 

@@ -30,7 +30,6 @@ def alert_settings(settings):
     # email not configured unless a test says so (pytest-django switches to locmem otherwise)
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST = ""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast personas
     return settings
 
 

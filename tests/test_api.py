@@ -9,7 +9,6 @@ import math
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
@@ -18,19 +17,13 @@ from django.utils import timezone
 from monitor import browse
 from monitor.daily import compute_day
 from monitor.models import ApiToken, Image
+from tests.conftest import make_user
 from tests.factories import image
 
 pytestmark = pytest.mark.django_db
 
 DAY = "2026-11-20"
 URLS = ["/api/days", f"/api/days/{DAY}/images", "/api/images/1", "/api/metrics"]
-
-
-def make_user(username="ana", group="viewer"):
-    user = User.objects.create_user(username, password="pw-not-used")
-    if group:
-        user.groups.add(Group.objects.get(name=group))
-    return user
 
 
 def make_token(username: str, name: str = "script") -> str:

@@ -6,12 +6,11 @@ import datetime as dt
 import shutil
 
 import pytest
-from django.contrib.auth.models import Group, User
 
 from liveness import demo
 from monitor import services
 from monitor.models import Image
-from tests.conftest import log_in, wait_for_trend_chart
+from tests.conftest import log_in, make_user, wait_for_trend_chart
 
 DAY = dt.date.today() - dt.timedelta(days=1)
 
@@ -27,8 +26,7 @@ def scored_days(demo_ensemble, settings, tmp_path):
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_it_walks_from_login_to_the_next_image(live_server, browser_page, scored_days):
-    user = User.objects.create_user("vera", password="a-long-test-password")
-    user.groups.add(Group.objects.get(name="viewer"))
+    make_user("vera")
     page = browser_page
 
     page.goto(live_server.url + "/")

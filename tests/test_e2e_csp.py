@@ -7,12 +7,11 @@ import datetime as dt
 import shutil
 
 import pytest
-from django.contrib.auth.models import Group, User
 
 from liveness import demo
 from monitor import services
 from monitor.models import Image
-from tests.conftest import log_in, wait_for_trend_chart
+from tests.conftest import log_in, make_user, wait_for_trend_chart
 
 DAY = dt.date.today() - dt.timedelta(days=1)
 
@@ -40,8 +39,7 @@ def violations(page, console: list[str]) -> list[str]:
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_it_works_under_the_content_security_policy(live_server, browser_page, scored_days):
-    user = User.objects.create_user("ada", password="a-long-test-password", is_staff=True)
-    user.groups.add(Group.objects.get(name="admin"))
+    make_user("ada", "admin", is_staff=True)
     page = browser_page
     console: list[str] = []
     page.on("console", lambda msg: console.append(msg.text) if msg.type in ("error", "warning") else None)

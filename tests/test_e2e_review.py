@@ -8,12 +8,11 @@ import datetime as dt
 import numpy as np
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import Group, User
 
 from liveness import demo
 from monitor.models import Image, LabelEvent
 from tests import factories as f
-from tests.conftest import jpeg_bytes, put
+from tests.conftest import jpeg_bytes, make_user, put
 
 DAY = dt.date.today() - dt.timedelta(days=1)
 
@@ -67,8 +66,7 @@ def press(page, key: str) -> int | None:
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_reviewer_works_through_five_images_with_the_keyboard(live_server, browser_page, flagged_images):
-    user = User.objects.create_user("rita", password="a-long-test-password")
-    user.groups.add(Group.objects.get(name="reviewer"))
+    make_user("rita", "reviewer")
     one, two, three, four, five = (im.pk for im in flagged_images)
     page = browser_page
 

@@ -15,7 +15,7 @@ from monitor import tasks
 from monitor.models import Image, LabelEvent
 from monitor.views import labelling as views
 from tests import factories as f
-from tests.conftest import log_in
+from tests.conftest import log_in, make_user
 
 DAY = dt.date(2026, 11, 20)
 GRID = reverse("labelling:grid", args=[DAY])
@@ -360,10 +360,7 @@ def test_the_export_holds_the_audit_rows(admin_client, personas):
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_click_and_shift_click_select_in_the_browser(live_server, browser_page):
-    from django.contrib.auth.models import Group, User
-
-    user = User.objects.create_user("ada", password="a-long-test-password")
-    user.groups.add(Group.objects.get(name="admin"))
+    make_user("ada", "admin")
     images = [f.image(score=0.1 + 0.01 * i) for i in range(6)]  # sorted by score: page order = creation order
     page = browser_page
     page.on("dialog", lambda dialog: dialog.accept())

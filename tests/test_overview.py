@@ -6,7 +6,6 @@ import json
 import re
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -15,15 +14,14 @@ from django.utils import timezone
 from monitor import daily
 from monitor.models import DailyMetric, Ensemble, Image, Run
 from tests import factories as f
+from tests.conftest import make_user
 
 DAY = dt.date(2026, 11, 20)
 
 
 @pytest.fixture
 def viewer(db):
-    user = User.objects.create_user("vera", password="a-long-test-password")
-    user.groups.add(Group.objects.get(name="viewer"))
-    return user
+    return make_user("vera")
 
 
 @pytest.fixture

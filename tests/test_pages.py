@@ -3,18 +3,16 @@
 import datetime as dt
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from monitor import services
-from tests.conftest import put
+from tests.conftest import make_user, put
 
 
 @pytest.fixture
 def viewer(db):
-    user = User.objects.create_user("vera", password="a-long-test-password")
-    user.groups.add(Group.objects.get(name="viewer"))
-    return user
+    return make_user("vera")
 
 
 @pytest.mark.django_db
