@@ -51,7 +51,7 @@ import numpy as np
 from PIL import Image
 
 from .boxes import Box
-from .manifest import ManifestError, _get, _is_int, _section, check_keys, check_sections, read_toml
+from .manifest import ManifestError, check_keys, check_sections, get_key, is_int, read_toml, section_of
 from .runtime import file_sha256, load_session
 
 FAMILIES = ("ultraface", "yunet")
@@ -120,7 +120,7 @@ class Detection:
 
 def _input_size(d: dict, family: str) -> tuple[int, int]:
     size = d.get("input_size", list(DEFAULTS[family].input_size))
-    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) and v > 0 for v in size)):
+    if not (isinstance(size, list) and len(size) == 2 and all(is_int(v) and v > 0 for v in size)):
         raise ManifestError(f"detector.input_size: expected [height, width] positive integers, got {size!r}")
     if family == "yunet" and any(v % 32 for v in size):
         raise ManifestError(f"detector.input_size: yunet needs multiples of 32 (its largest stride), got {size!r}")
@@ -129,16 +129,16 @@ def _input_size(d: dict, family: str) -> tuple[int, int]:
 
 def _nms_settings(d: dict, family: str) -> dict:
     defaults = DEFAULTS[family]
-    threshold = _get(d, "detector", "score_threshold", float, defaults.score_threshold)
+    threshold = get_key(d, "detector", "score_threshold", float, defaults.score_threshold)
     if not 0 <= threshold <= 1:
         raise ManifestError(f"detector.score_threshold: must be in [0, 1], got {threshold}")
-    nms_iou = _get(d, "detector", "nms_iou", float, defaults.nms_iou)
+    nms_iou = get_key(d, "detector", "nms_iou", float, defaults.nms_iou)
     if not 0 < nms_iou <= 1:
         raise ManifestError(f"detector.nms_iou: must be in (0, 1], got {nms_iou}")
-    candidates = _get(d, "detector", "nms_candidates", int, defaults.nms_candidates)
+    candidates = get_key(d, "detector", "nms_candidates", int, defaults.nms_candidates)
     if candidates < 1:
         raise ManifestError(f"detector.nms_candidates: must be a positive integer, got {candidates}")
-    min_face = _get(d, "detector", "min_face", float, 0.0)
+    min_face = get_key(d, "detector", "min_face", float, 0.0)
     if min_face < 0:
         raise ManifestError(f"detector.min_face: must be >= 0, got {min_face}")
     return {"score_threshold": threshold, "nms_iou": nms_iou, "nms_candidates": candidates, "min_face": min_face}
@@ -146,21 +146,21 @@ def _nms_settings(d: dict, family: str) -> dict:
 
 def parse_detector(doc: dict, base: Path, text: str = "") -> DetectorManifest:
     check_sections(doc, ("detector",))
-    d = _section(doc, "detector")
+    d = section_of(doc, "detector")
     check_keys(d, "detector", KEYS)
-    family = _get(d, "detector", "family", str, choices=FAMILIES)
-    name = _get(d, "detector", "name", str)
+    family = get_key(d, "detector", "family", str, choices=FAMILIES)
+    name = get_key(d, "detector", "name", str)
     if not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
         raise ManifestError(f"detector.name: use letters, digits, '_', '-', '.', got {name!r}")
     defaults = DEFAULTS[family]
     return DetectorManifest(
         name=name,
         family=family,
-        file=(base / _get(d, "detector", "file", str)).resolve(),
+        file=(base / get_key(d, "detector", "file", str)).resolve(),
         version=str(d.get("version", "1")),
         input_size=_input_size(d, family),
-        interpolation=_get(d, "detector", "interpolation", str, defaults.interpolation, INTERPOLATIONS),
-        face=_get(d, "detector", "face", str, defaults.face, FACE_RULES),
+        interpolation=get_key(d, "detector", "interpolation", str, defaults.interpolation, INTERPOLATIONS),
+        face=get_key(d, "detector", "face", str, defaults.face, FACE_RULES),
         text=text,
         **_nms_settings(d, family),
     )

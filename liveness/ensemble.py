@@ -10,6 +10,7 @@ from .runtime import LivenessModel
 
 LIVE, ATTACK = "live", "attack"
 CATEGORIES = ("live", "attack", "low_quality", "no_face", "unreadable")
+SCORED = ("live", "attack", "low_quality")  # the categories of images with a score and a decision
 
 
 def decide(score: float, threshold: float) -> str:

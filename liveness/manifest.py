@@ -189,7 +189,7 @@ class EnsembleManifest:
     models: tuple[ModelManifest, ...]
 
 
-def _get(table: dict, section: str, key: str, kind, default=None, choices=None):
+def get_key(table: dict, section: str, key: str, kind, default=None, choices=None):
     value = table.get(key, default)
     where = f"{section}.{key}"
     if value is None:
@@ -206,7 +206,7 @@ def _get(table: dict, section: str, key: str, kind, default=None, choices=None):
     return value
 
 
-def _is_int(v) -> bool:
+def is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -221,7 +221,7 @@ def _triple(table: dict, section: str, key: str, default) -> tuple[float, float,
     return tuple(float(v) for v in value)
 
 
-def _section(doc: dict, name: str, required: bool = True) -> dict:
+def section_of(doc: dict, name: str, required: bool = True) -> dict:
     table = doc.get(name)
     if table is None:
         if required:
@@ -236,7 +236,7 @@ def _model_sections(doc: dict) -> tuple[dict, dict, dict, dict]:
     check_sections(doc, tuple(MODEL_SECTIONS))
     tables = []
     for name, known in MODEL_SECTIONS.items():
-        table = _section(doc, name, name in ("model", "input"))
+        table = section_of(doc, name, name in ("model", "input"))
         check_keys(table, name, known, MODEL_SECTIONS)
         tables.append(table)
     return tuple(tables)
@@ -244,8 +244,8 @@ def _model_sections(doc: dict) -> tuple[dict, dict, dict, dict]:
 
 def _live_index(o: dict) -> list[int]:
     live = o.get("live_index", 1)
-    live = [live] if _is_int(live) else live
-    if not (isinstance(live, list) and live and all(_is_int(v) and v >= 0 for v in live)):
+    live = [live] if is_int(live) else live
+    if not (isinstance(live, list) and live and all(is_int(v) and v >= 0 for v in live)):
         raise ManifestError(f"output.live_index: expected a non-negative int or a list of them, got {live!r}")
     if len(set(live)) != len(live):
         raise ManifestError(f"output.live_index: an index is listed twice (it would count twice), got {live!r}")
@@ -266,14 +266,14 @@ def _classes(o: dict, live: list[int]) -> list[str]:
 
 def _crop(c: dict) -> CropRecipe:
     crop = CropRecipe(
-        side=_get(c, "crop", "side", str, "max", ("max", "axes")),
-        scale=_get(c, "crop", "scale", float, 1.0),
-        border=_get(c, "crop", "border", str, "pad", ("pad", "shift")),
-        resize=_get(c, "crop", "resize", str, "stretch", ("stretch", "letterbox")),
-        interpolation=_get(c, "crop", "interpolation", str, "pillow_bilinear", ("pillow_bilinear", "opencv_linear")),
-        box_round=_get(c, "crop", "box_round", str, "none", ("none", "truncate", "round")),
-        small_face_ref=_get(c, "crop", "small_face_ref", float, 0.0),
-        small_face_max_scale=_get(c, "crop", "small_face_max_scale", float, 0.0),
+        side=get_key(c, "crop", "side", str, "max", ("max", "axes")),
+        scale=get_key(c, "crop", "scale", float, 1.0),
+        border=get_key(c, "crop", "border", str, "pad", ("pad", "shift")),
+        resize=get_key(c, "crop", "resize", str, "stretch", ("stretch", "letterbox")),
+        interpolation=get_key(c, "crop", "interpolation", str, "pillow_bilinear", ("pillow_bilinear", "opencv_linear")),
+        box_round=get_key(c, "crop", "box_round", str, "none", ("none", "truncate", "round")),
+        small_face_ref=get_key(c, "crop", "small_face_ref", float, 0.0),
+        small_face_max_scale=get_key(c, "crop", "small_face_max_scale", float, 0.0),
     )
     if crop.scale <= 0:
         raise ManifestError(f"crop.scale: must be positive, got {crop.scale}")
@@ -291,7 +291,7 @@ def _crop(c: dict) -> CropRecipe:
 def parse_model(doc: dict, base: Path, text: str = "") -> ModelManifest:
     m, i, c, o = _model_sections(doc)
     size = i.get("size")
-    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) and v > 0 for v in size)):
+    if not (isinstance(size, list) and len(size) == 2 and all(is_int(v) and v > 0 for v in size)):
         raise ManifestError(f"input.size: expected [height, width] positive integers, got {size!r}")
     std = _triple(i, "input", "std", [1, 1, 1])
     if any(s == 0 for s in std):
@@ -299,24 +299,24 @@ def parse_model(doc: dict, base: Path, text: str = "") -> ModelManifest:
     live = _live_index(o)
     classes = _classes(o, live)
     crop = _crop(c)
-    name = _get(m, "model", "name", str)
+    name = get_key(m, "model", "name", str)
     if not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
         raise ManifestError(f"model.name: use letters, digits, '_', '-', '.', got {name!r}")
     return ModelManifest(
         name=name,
-        file=(base / _get(m, "model", "file", str)).resolve(),
+        file=(base / get_key(m, "model", "file", str)).resolve(),
         version=str(m.get("version", "1")),
-        input_name=_get(i, "input", "name", str, ""),
+        input_name=get_key(i, "input", "name", str, ""),
         size=(size[0], size[1]),
-        layout=_get(i, "input", "layout", str, "NCHW", ("NCHW", "NHWC")),
-        color=_get(i, "input", "color", str, "RGB", ("RGB", "BGR")),
-        scale=_get(i, "input", "scale", str, "unit", ("unit", "raw")),
+        layout=get_key(i, "input", "layout", str, "NCHW", ("NCHW", "NHWC")),
+        color=get_key(i, "input", "color", str, "RGB", ("RGB", "BGR")),
+        scale=get_key(i, "input", "scale", str, "unit", ("unit", "raw")),
         mean=_triple(i, "input", "mean", [0, 0, 0]),
         std=std,
         crop=crop,
-        output_name=_get(o, "output", "name", str, ""),
-        output_type=_get(o, "output", "type", str, "logits", ("logits", "probabilities")),
-        activation=_get(o, "output", "activation", str, "softmax", ("softmax", "sigmoid")),
+        output_name=get_key(o, "output", "name", str, ""),
+        output_type=get_key(o, "output", "type", str, "logits", ("logits", "probabilities")),
+        activation=get_key(o, "output", "activation", str, "softmax", ("softmax", "sigmoid")),
         live_index=tuple(live),
         classes=tuple(classes),
         text=text,
@@ -341,7 +341,7 @@ def load_manifest(path: str | Path) -> ModelManifest | EnsembleManifest:
     try:
         if "ensemble" in doc:
             check_sections(doc, tuple(ENSEMBLE_SECTIONS))
-            e = _section(doc, "ensemble")
+            e = section_of(doc, "ensemble")
             check_keys(e, "ensemble", ENSEMBLE_SECTIONS["ensemble"])
             members = e.get("models")
             if not (isinstance(members, list) and members and all(isinstance(v, str) for v in members)):
@@ -354,13 +354,13 @@ def load_manifest(path: str | Path) -> ModelManifest | EnsembleManifest:
                 if any(m.name == loaded.name for m in models):  # scores are keyed by model name
                     raise ManifestError(f"ensemble.models: two members are named {loaded.name!r}")
                 models.append(loaded)
-            threshold = _get(e, "ensemble", "threshold", float, 0.5)
+            threshold = get_key(e, "ensemble", "threshold", float, 0.5)
             if not 0 <= threshold <= 1:
                 raise ManifestError(f"ensemble.threshold: must be in [0, 1], got {threshold}")
             return EnsembleManifest(
-                name=_get(e, "ensemble", "name", str),
+                name=get_key(e, "ensemble", "name", str),
                 threshold=threshold,
-                rule=_get(e, "ensemble", "rule", str, "mean", ("mean",)),
+                rule=get_key(e, "ensemble", "rule", str, "mean", ("mean",)),
                 models=tuple(models),
             )
         return parse_model(doc, path.parent, text)

@@ -8,9 +8,10 @@ from django.db.models import Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+import liveness.ensemble
 from liveness.metrics import Rate, reported_apcer, wilson
 
-CATEGORIES = ["live", "attack", "low_quality", "no_face", "unreadable"]
+CATEGORIES = list(liveness.ensemble.CATEGORIES)
 CATEGORY_CHOICES = [(c, c.replace("_", " ")) for c in CATEGORIES]
 LABEL_CHOICES = [("genuine", "genuine"), ("attack", "attack")]
 DECISION_CHOICES = [("live", "live"), ("attack", "attack")]

@@ -24,9 +24,9 @@ from django.db import connection, models, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
+import liveness.ensemble
 from liveness.decode import UnreadableImage, decode_image
 from liveness.detect import FaceDetector, load_detector_manifest
-from liveness.ensemble import Ensemble as LiveEnsemble
 from liveness.manifest import ManifestError, parse_model_text
 from liveness.pipeline import THUMB_SIDE, FileInput, ImageResult, Pipeline, thumbnail
 from liveness.quality import Gates
@@ -149,10 +149,10 @@ def active_ensemble() -> Ensemble:
     return ens
 
 
-_loaded: dict[tuple, LiveEnsemble] = {}
+_loaded: dict[tuple, liveness.ensemble.Ensemble] = {}
 
 
-def load_ensemble(ens: Ensemble, threshold: float | None = None) -> LiveEnsemble:
+def load_ensemble(ens: Ensemble, threshold: float | None = None) -> liveness.ensemble.Ensemble:
     """The ensemble's ONNX models, loaded once per process (sessions are cached). `threshold`:
     the one frozen in the run (an admin may change the ensemble's meanwhile)."""
     members = list(ens.members.order_by("name"))
@@ -166,7 +166,7 @@ def load_ensemble(ens: Ensemble, threshold: float | None = None) -> LiveEnsemble
             )
             for m in members
         ]
-        _loaded[key] = LiveEnsemble(name=ens.name, models=models, threshold=threshold, rule=ens.rule)
+        _loaded[key] = liveness.ensemble.Ensemble(name=ens.name, models=models, threshold=threshold, rule=ens.rule)
     return _loaded[key]
 
 
@@ -348,7 +348,7 @@ def _read(f: InboxFile) -> tuple[bytes, bytes | None]:
     return data, (sidecar.read_bytes() if sidecar.is_file() else None)
 
 
-def _image_fields(r: ImageResult, f: InboxFile, run: Run, ens: LiveEnsemble, versions: dict) -> dict:
+def _image_fields(r: ImageResult, f: InboxFile, run: Run, ens: liveness.ensemble.Ensemble, versions: dict) -> dict:
     q, box, sc = r.quality, r.box, r.sidecar
     scores = list(r.scores.values())
     return {
@@ -506,7 +506,11 @@ LABEL_FIELDS = ("label", "attack_type")
 
 
 def _store_all(
-    pairs: list[tuple[InboxFile, ImageResult]], run: Run, ens: LiveEnsemble, versions: dict, existing: dict
+    pairs: list[tuple[InboxFile, ImageResult]],
+    run: Run,
+    ens: liveness.ensemble.Ensemble,
+    versions: dict,
+    existing: dict,
 ) -> tuple[list[tuple[InboxFile, Image, ImageResult]], list[tuple[InboxFile, str]]]:
     """Write a batch's image rows in bulk: new images inserted (one statement), re-scored ones
     updated (keeping their labels: people may have reviewed them since). Returns the stored
@@ -547,7 +551,7 @@ def finish_run(run_id: int, batch_results: list[dict] | None = None) -> Run:
     run = Run.objects.get(pk=run_id)
     repair = list(
         Image.objects.filter(day=run.day).filter(
-            Q(has_thumbnail=False, category__in=["live", "attack", "low_quality", "no_face"]) | Q(sorted_path="")
+            Q(has_thumbnail=False, category__in=[*liveness.ensemble.SCORED, "no_face"]) | Q(sorted_path="")
         )
     )
     remove_stale_temp_files(_temp_folders(run.day, repair))

@@ -56,10 +56,19 @@ def test_it_does_not_depend_on_the_input_order():
 
 @pytest.mark.parametrize(
     ("f", "g", "k"),
-    [(0.001, 6045, 7), (0.01, 6045, 61), (0.2, 5, 1), (0.1, 30, 3), (0.01, 100, 1), (0.001, 1000, 1), (0.0, 500, 0)],
+    [
+        (0.001, 6045, 7),
+        (0.01, 6045, 61),
+        (0.2, 5, 1),
+        (0.1, 30, 3),
+        (0.07, 100, 7),
+        (0.01, 100, 1),
+        (0.001, 1000, 1),
+        (0.0, 500, 0),
+    ],
 )
 def test_it_computes_the_fp_budget_as_ceil_f_times_g_robustly(f, g, k):
-    # 0.1 * 30 = 3.0000000000000004 and 0.01 * 100 = 1.0 in floats: ceil must not round them up
+    # 0.1 * 30 = 3.0000000000000004 and 0.07 * 100 = 7.000000000000001 in floats: ceil must not round them up
     assert fp_budget(f, g) == k
 
 
