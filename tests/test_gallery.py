@@ -166,6 +166,28 @@ def test_it_serves_images_and_thumbnails_only_through_the_permission_check(clien
 
 
 @pytest.mark.django_db
+def test_it_revalidates_a_thumbnail_by_its_etag_after_the_permission_check(client, personas, settings):
+    im = f.image(sha256="ab" * 32, has_thumbnail=True)
+    thumb = settings.THUMBS_DIR / im.thumb_relpath
+    thumb.parent.mkdir(parents=True)
+    thumb.write_bytes(b"a thumbnail")
+    url = reverse("thumb", args=[im.pk])
+
+    client.force_login(personas["viewer"])
+    first = client.get(url)
+    again = client.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
+    changed = client.get(url, HTTP_IF_NONE_MATCH='"another"')
+    client.force_login(personas["nobody"])
+    refused = client.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
+
+    assert first.status_code == 200 and first["ETag"] == f'"{im.sha256}"'
+    assert b"".join(first.streaming_content) == b"a thumbnail"
+    assert again.status_code == 304 and not again.content and again["Cache-Control"] == "private, max-age=3600"
+    assert changed.status_code == 200
+    assert refused.status_code == 403  # the ETag never skips the permission check
+
+
+@pytest.mark.django_db
 def test_it_refuses_a_stored_path_that_leaves_the_inbox(viewer_client, settings, tmp_path):
     (tmp_path / "secret.jpg").write_bytes(b"secret")
     im = f.image(format="JPEG", path="../../secret.jpg")

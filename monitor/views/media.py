@@ -11,12 +11,14 @@ from pathlib import Path
 
 from django.conf import settings
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseGone
+from django.utils.cache import get_conditional_response
 from django.views.decorators.http import require_safe
 
 from ..access import VIEW, get_image_for_user, require
 from ..models import Image, ImageAccess
 from .access_log import client_ip
 
+CACHE_CONTROL = "private, max-age=3600"  # biometric images: never in a shared cache
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
 
 
@@ -39,7 +41,7 @@ def _send(root: Path, relpath: str, internal_prefix: str, content_type: str):
         response["X-Accel-Redirect"] = f"{internal_prefix}/{path.relative_to(root.resolve()).as_posix()}"
     else:
         response = FileResponse(open(path, "rb"), content_type=content_type)
-    response["Cache-Control"] = "private, max-age=3600"
+    response["Cache-Control"] = CACHE_CONTROL
     response["X-Content-Type-Options"] = "nosniff"
     return response
 
@@ -75,4 +77,12 @@ def thumbnail(request, pk: int):
         return _gone(im)
     if not im.has_thumbnail:
         raise Http404("no thumbnail")
-    return _send(settings.THUMBS_DIR, im.thumb_relpath, "/protected/thumbs", "image/jpeg")
+    # the thumbnail is named by the image's sha256: that names its content too, so a browser that
+    # has it revalidates without the file being sent again (after the permission check above)
+    etag = f'"{im.sha256}"'
+    response = get_conditional_response(request, etag=etag) or _send(
+        settings.THUMBS_DIR, im.thumb_relpath, "/protected/thumbs", "image/jpeg"
+    )
+    response["ETag"] = etag
+    response["Cache-Control"] = CACHE_CONTROL
+    return response
