@@ -48,7 +48,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 @admin.register(Ensemble)
 class EnsembleAdmin(ReadOnlyAdmin):
     """Ensembles: shown, never edited here. Members come from `register_models` or the models
-    page; activation and threshold changes go through the models page (monitor/views/models.py),
+    page; activation and threshold changes go through the models page (monitor/views/registry.py),
     which records each one as an EnsembleEvent with who and why (deleting one would delete that
     history)."""
 

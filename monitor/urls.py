@@ -3,9 +3,20 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 
 from .converters import DayConverter
-from .views import access_log, alerts, api, devices, explain, gallery, media, overview, runs, thresholds
-from .views import compare as compare_views
-from .views import models as model_views
+from .views import (
+    access_log,
+    alerts,
+    api,
+    compare,
+    devices,
+    explain,
+    gallery,
+    media,
+    overview,
+    registry,
+    runs,
+    thresholds,
+)
 
 register_converter(DayConverter, "day")
 
@@ -23,16 +34,16 @@ urlpatterns = [
     path("runs/<int:pk>/", runs.run_detail, name="run"),
     path("runs/<int:pk>/status", runs.status, name="run-status"),
     path("thresholds/", thresholds.table, name="thresholds"),
-    path("compare/", compare_views.compare, name="compare"),
+    path("compare/", compare.compare, name="compare"),
     path("alerts/", alerts.alert_list, name="alerts"),
     path("alerts/<int:pk>/acknowledge", alerts.acknowledge, name="alert-ack"),
-    path("models/", model_views.model_list, name="models"),
-    path("models/register", model_views.register_model, name="model-register"),
-    path("models/<int:pk>/", model_views.model_detail, name="model"),
-    path("models/<int:pk>/measure", model_views.measure, name="model-measure"),
-    path("ensembles/register", model_views.register_ensemble, name="ensemble-register"),
-    path("ensembles/<int:pk>/activate", model_views.activate, name="ensemble-activate"),
-    path("ensembles/<int:pk>/threshold", model_views.threshold, name="ensemble-threshold"),
+    path("models/", registry.model_list, name="models"),
+    path("models/register", registry.register_model, name="model-register"),
+    path("models/<int:pk>/", registry.model_detail, name="model"),
+    path("models/<int:pk>/measure", registry.measure, name="model-measure"),
+    path("ensembles/register", registry.register_ensemble, name="ensemble-register"),
+    path("ensembles/<int:pk>/activate", registry.activate, name="ensemble-activate"),
+    path("ensembles/<int:pk>/threshold", registry.threshold, name="ensemble-threshold"),
     path("review/", include("monitor.urls_review")),
     path("labelling/", include("monitor.urls_labelling")),
     path("api/days", api.days, name="api-days"),
