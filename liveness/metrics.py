@@ -307,10 +307,8 @@ def strategy_table(
     group is `best`, unless no strategy of the group has a threshold.
 
     Cost: one argsort of all scores; each strategy's subset is the sorted order filtered by its
-    mask (no re-sort), then a cumulative sum and binary searches. Measured on the 2-core dev
-    machine (numpy 2.4, Python 3.11, other jobs running): 1,000,000 rows with every quality column
-    x 14 strategies x 2 FPRs in 0.26-0.45 s (0.17 s without quality columns). test_metrics.py
-    `test_it_builds_the_table_for_a_million_rows_quickly` asserts < 2 s.
+    mask (no re-sort), then a cumulative sum and binary searches. Its time on a million rows:
+    `python -m bench.threshold_table` (bench/README.md).
     """
     s = np.asarray(scores, dtype=np.float64).ravel()
     a = np.asarray(is_attack, dtype=bool).ravel()

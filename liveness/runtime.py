@@ -11,9 +11,8 @@ import onnxruntime as ort
 
 from .manifest import ManifestError, ModelManifest
 
-# Images per onnxruntime call on dynamic-batch models. Measured on 2 cores with the demo ensemble
-# (bench/README.md): 293 / 298 / 261 / 288 images/s at batch 1 / 8 / 32 / 64, but onnxruntime's
-# working memory grows with the batch (109 MB at 8, 387 MB at 64 per process).
+# Images per onnxruntime call on dynamic-batch models: the throughput hardly depends on the batch
+# size, but onnxruntime's working memory grows with it (bench/README.md, inference ceiling).
 RUN_BATCH = 16
 
 
@@ -110,8 +109,8 @@ class LivenessModel:
     def to_tensor(self, crops: np.ndarray) -> np.ndarray:
         """uint8 RGB crops (n, h, w, 3) to the model's input: channel order, (value / 255 if
         `unit`) - mean) / std, layout. One pass per channel straight into the output array
-        (value * a + b with a = k / std, b = -mean / std): 0.06 instead of 0.26 ms for a
-        128x128 NHWC crop step by step; equal to float32 rounding (7e-7)."""
+        (value * a + b with a = k / std, b = -mean / std), cheaper than step by step; equal
+        to it up to float32 rounding."""
         m = self.manifest
         n, h, w, _ = crops.shape
         k = 1 / 255.0 if m.scale == "unit" else 1.0

@@ -16,10 +16,9 @@ Columns (header names are matched case-insensitively, surrounding blanks ignored
 `read_scores` checks everything and collects *all* problems as (line number, message), line 1
 being the header, then raises one `ScoreFileError`.
 
-Speed (csv module; numbers via `float()` mapped over a whole column in C, per-value Python checks
-only on columns that have a problem; the cyclic GC is paused while parsing). Measured on the 2-core
-dev machine with other jobs running: 1,000,000 lines with all 13 columns (100 MB) in 3.4-4.8 s,
-`path,score,label` only (36 MB) in 1.0-1.5 s. About 40% of it is `csv.reader` itself.
+Speed: the csv module; numbers via `float()` mapped over a whole column in C, per-value Python
+checks only on columns that have a problem; the cyclic GC is paused while parsing. Most of the
+rest of the time is `csv.reader` itself.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Two ensembles over the same images (GitHub issue 6): the compare page's numbers.
+"""Two ensembles over the same images: the compare page's numbers.
 
 `compare(a, b, date_from, date_to, device=None, target_fprs=...)` -> `Comparison`.
 

@@ -62,9 +62,8 @@ def chunks(items: list, size: int) -> Iterator[list]:
 
 def update_rows(model: type[models.Model], objs: list[models.Model], fields: list[str]) -> None:
     """What QuerySet.bulk_update(objs, fields) does, as one executemany of a plain UPDATE per row.
-    bulk_update builds a CASE WHEN expression per row and field: 2.1 ms of Python per image in
-    the daily job (the largest cost after decoding, crops and inference), this 0.07 ms (cProfile
-    of `run_day` on 347 demo images)."""
+    bulk_update builds a CASE WHEN expression per row and field, which made it the largest cost
+    of the daily job after decoding, crops and inference (bench/README.md, stage breakdown)."""
     if not objs:
         return
     meta, qn = model._meta, connection.ops.quote_name

@@ -1,4 +1,4 @@
-"""Shadow runs: score a day's stored images with a non-active ensemble (GitHub issue 6).
+"""Shadow runs: score a day's stored images with a non-active ensemble.
 
 run = start_shadow_run(day, ensemble)   # a Run with shadow=True
 ids = shadow_ids(run)                   # images production scored that day (box and score)

@@ -1,4 +1,4 @@
-"""URLs of the admin labelling pages (issue 5): admins only, 403 for reviewers and viewers."""
+"""URLs of the admin labelling pages: admins only, 403 for reviewers and viewers."""
 
 from django.urls import path
 

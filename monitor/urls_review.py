@@ -1,4 +1,4 @@
-"""URLs of the on-call review queue (issue 5; monitor/views/review.py)."""
+"""URLs of the on-call review queue (monitor/views/review.py)."""
 
 from django.urls import path
 

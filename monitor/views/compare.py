@@ -1,4 +1,4 @@
-"""The compare page (GitHub issue 6): two ensembles over the same images and date range.
+"""The compare page: two ensembles over the same images and date range.
 
 GET form: ensemble A (default: the active one), ensemble B (default: the most recently
 shadow-scored other one), from/to (default: the last 30 days with shadow scores), device, target

@@ -1,4 +1,4 @@
-"""Admin labelling (issue 5): the gallery grid with multi-select and a bulk label action, the
+"""Admin labelling: the gallery grid with multi-select and a bulk label action, the
 per-image label form of the image detail, the CSV label import (preview, then confirm) and the
 export of the audit trail. Every change goes through `monitor.labels` (source "labelling" or
 "import"), which writes the audit rows and schedules the recomputation of the days' figures.

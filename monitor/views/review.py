@@ -1,4 +1,4 @@
-"""The on-call review queue (SPEC section 7, issue 5): one flagged image at a time, a verdict per
+"""The on-call review queue (SPEC section 7): one flagged image at a time, a verdict per
 key, skip, undo and progress. Reviewers and admins only (viewers get 403, on GET and on POST).
 
 The queue and the claims live in monitor/review_queue.py, the audit trail in monitor/labels.py;

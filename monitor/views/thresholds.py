@@ -1,4 +1,4 @@
-"""The threshold table page ("strategy explorer", SPEC section 5, issue 4).
+"""The threshold table page ("strategy explorer", SPEC section 5).
 
 GET: the table of a date range (stored images) for an ensemble or one of its models; `?format=csv`
 or `?format=json` with the same parameters downloads it. POST (multipart, CSRF): the same from an
