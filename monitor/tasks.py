@@ -9,7 +9,7 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from . import alerts, daily, purge, registry, services, shadow
-from .models import ModelVersion
+from .models import ModelVersion, Run
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def score_day(day: str, trigger: str = "manual", rescore: bool = False, run_id: 
     if run_id is None:
         run = services.start_run(services.parse_day(day), trigger=trigger, rescore=rescore)
     else:
-        run = services.Run.objects.get(pk=run_id)
+        run = Run.objects.get(pk=run_id)
     return _fan_out(run, services.discover, score_batch, finish_run)
 
 
@@ -96,7 +96,7 @@ def shadow_day(
     if run_id is None:
         run = shadow.start_shadow_run(services.parse_day(day), ensemble_id, trigger=trigger, rescore=rescore)
     else:
-        run = services.Run.objects.get(pk=run_id)
+        run = Run.objects.get(pk=run_id)
     return _fan_out(run, shadow.shadow_ids, shadow_batch, finish_shadow_run)
 
 
