@@ -223,9 +223,9 @@ def test_two_overlapping_runs_score_each_file_once(demo_ensemble, data_root, tmp
     need_services()
     files, distinct = make_day(tmp_path, per_day=16)
     day = dt.date.fromisoformat(DAY)
-    runs = [services.start_run(day), services.start_run(day)]
-    ids = services.discover(runs[0])
-    assert services.discover(runs[1]) == ids and len(ids) == len(files)  # nothing claimed yet: both see all
+    both = [services.start_run(day), services.start_run(day)]
+    ids = services.discover(both[0])
+    assert services.discover(both[1]) == ids and len(ids) == len(files)  # nothing claimed yet: both see all
 
     env = {
         **_child_env(data_root, KOALA_CLAIM_SECONDS=str(claim_seconds)),
@@ -241,11 +241,11 @@ def test_two_overlapping_runs_score_each_file_once(demo_ensemble, data_root, tmp
             stderr=subprocess.PIPE,
             text=True,
         )
-        for run in runs
+        for run in both
     ]
-    first_token = services.batch_token(runs[0].pk, ids)
+    first_token = services.batch_token(both[0].pk, ids)
     # who scores: the first with its claim held, the second when the first's claim expired
-    winner, loser = (runs[0], runs[1]) if claim_seconds else (runs[1], runs[0])
+    winner, loser = (both[0], both[1]) if claim_seconds else (both[1], both[0])
     try:
         for p in procs:
             assert p.stdout.readline().strip() == "ready", p.stderr.read()
@@ -280,7 +280,7 @@ def test_two_overlapping_runs_score_each_file_once(demo_ensemble, data_root, tmp
     ), superseded.errors
     assert services.finish_run(winner.pk).status == Run.DONE
     assert list(Run.objects.filter(day=day).values_list("status", flat=True).order_by("pk")) == [
-        Run.DONE if run == winner else Run.SUPERSEDED for run in runs
+        Run.DONE if run == winner else Run.SUPERSEDED for run in both
     ]
     # nothing scored or counted twice: the two runs' counts add up to the day's files
     totals = Run.objects.aggregate(p=Sum("processed"), n=Sum("new_images"), d=Sum("duplicates"))
