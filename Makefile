@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 run: install
 	$(PY) manage.py migrate --noinput -v0
 	@if [ ! -d "$(KOALA_DATA_DIR)/inbox" ]; then \
-	  $(PY) manage.py make_demo_data --days $(DEMO_DAYS) --per-day $(DEMO_PER_DAY); fi
+	  $(PY) manage.py make_demo_data --days $(DEMO_DAYS) --per-day $(DEMO_PER_DAY) --stories; fi
 	$(PY) manage.py register_models liveness/demo_models/demo.toml --activate
 	KOALA_SETTLE_SECONDS=0 $(PY) manage.py score_day --all  # the demo files were written just now
 	@echo "Demo users (log in at http://127.0.0.1:8000/):"
@@ -39,9 +39,10 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-## benchmarks (not tests): daily job, gallery, threshold table; one table, bench/results/*.json
+## benchmarks (not tests): daily job, gallery, threshold table (one table), what changed; bench/results/*.json
 bench: install
 	$(PY) -m bench.all
+	$(PY) -m bench.explain  # what changed at 100k images a day (bench/README.md)
 
 clean:
 	rm -rf data staticfiles .pytest_cache

@@ -23,22 +23,27 @@ import os
 import platform
 import random
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
-import warnings
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from bench._common import ROOT, close_django_connections, run_and_write
+from bench import _common
+from bench._common import (
+    PG_DEFAULT,
+    close_django_connections,
+    cpu_model,
+    data_root,
+    database_url,
+    django_setup,
+    git,
+    migrate,
+    remove_scratch,
+    run_and_write,
+)
 
-warnings.filterwarnings("ignore", message="No directory at")
-
-PG_DEFAULT = "postgres://postgres@127.0.0.1:5432/"
 PG_DBNAME = "koala_bench"
 TARGET_P95_MS = 150.0
 
@@ -87,51 +92,10 @@ def parse_args(argv=None):
     return args
 
 
-def _pg_admin(url: str):
-    import psycopg
-    from dj_database_url import parse
-
-    cfg = parse(url.rstrip("/") + "/postgres")
-    return psycopg.connect(
-        dbname="postgres",
-        user=cfg["USER"] or None,
-        password=cfg["PASSWORD"] or None,
-        host=cfg["HOST"] or None,
-        port=cfg["PORT"] or None,
-        autocommit=True,
-    )
-
-
-def create_pg_database(url: str) -> str:
-    with _pg_admin(url) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {PG_DBNAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {PG_DBNAME}")
-    return url.rstrip("/") + "/" + PG_DBNAME
-
-
-def drop_pg_database(url: str) -> None:
-    with _pg_admin(url) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {PG_DBNAME} WITH (FORCE)")
-
-
 def configure_environment(args, tmp: Path) -> str:
     """Point Django at a database and data root of our own. Returns the DATABASE_URL."""
-    if args.database == "sqlite":
-        url = f"sqlite:///{tmp / 'bench.sqlite3'}"
-    else:
-        url = create_pg_database(args.pg_url)
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="monitor.settings",
-        DATABASE_URL=url,
-        KOALA_DATA_DIR=str(tmp / "data"),
-        KOALA_MANIFEST_STATIC="0",  # no collectstatic needed for {% static %}
-        DEBUG="0",  # production-like: no query log, no debug templates
-        ALLOWED_HOSTS="testserver",  # the test Client's host
-        CELERY_BROKER_URL="",
-        LOG_LEVEL="WARNING",
-    )
-    for name in ("KOALA_INBOX_DIR", "KOALA_SORTED_DIR", "KOALA_THUMBS_DIR", "KOALA_MODELS_DIR"):
-        os.environ.pop(name, None)
+    url = database_url(args.database, args.pg_url, PG_DBNAME, tmp)
+    _common.configure_environment(url, tmp, ALLOWED_HOSTS="testserver")  # the test Client's host
     return url
 
 
@@ -773,14 +737,6 @@ def explain(sql: str) -> str:
 def machine(url: str) -> dict:
     from django.db import connection
 
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     if connection.vendor == "sqlite":
         import sqlite3
 
@@ -791,18 +747,10 @@ def machine(url: str) -> dict:
             db = f"PostgreSQL {cur.fetchone()[0]}"
     import django
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        )
-    except OSError:
-        commit, dirty = "", False
+    commit, dirty = git("rev-parse", "--short", "HEAD"), bool(git("status", "--porcelain"))
     return {
         "nproc": os.cpu_count(),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "python": platform.python_version(),
         "django": django.get_version(),
         "database": db,
@@ -853,19 +801,13 @@ def report(result: dict) -> None:
 
 def run_gallery_bench(args) -> dict:
     """Set up the database, fill it, measure; returns the result dict (also for bench harnesses)."""
-    tmp = Path(tempfile.mkdtemp(prefix="koala-bench-"))
+    tmp = data_root("koala-bench-")
     url = None
     try:
         url = configure_environment(args, tmp)
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-        from django.db import connections
-
-        t0 = time.perf_counter()
-        call_command("migrate", verbosity=0, interactive=False)
-        print(f"database: {url.split('@')[-1]}, migrated in {time.perf_counter() - t0:.1f} s")
+        django_setup()
+        migrate_s = migrate()
+        print(f"database: {url.split('@')[-1]}, migrated in {migrate_s:.1f} s")
         try_indexes(args.try_index)
         made = fill(args)
         print(
@@ -889,18 +831,15 @@ def run_gallery_bench(args) -> dict:
                 print(f"\n--- slowest request of '{group}': {r['ms']} ms, {r['url']}")
                 print("    its queries (ms, re-run with fetch): " + ", ".join(str(x["ms"]) for x in r["queries"]))
                 print(f"{q['sql']}\n{explain(q['sql'])}")
-        connections.close_all()
+        close_django_connections()
         return result
     finally:
-        if args.keep and args.database == "sqlite":
+        keep_root = args.keep and args.database == "sqlite"
+        if keep_root:
             print(f"kept: {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
         if args.keep and args.database == "postgres":
             print(f"kept: {url} (drop it with: DROP DATABASE {PG_DBNAME})")
-        elif args.database == "postgres" and url:
-            close_django_connections()
-            drop_pg_database(args.pg_url)
+        remove_scratch(tmp, args.database, args.pg_url, PG_DBNAME, url, keep_root=keep_root, keep_db=args.keep)
 
 
 def main(argv=None) -> int:

@@ -28,14 +28,23 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from bench._common import ROOT, close_django_connections, run_and_write
+from bench._common import (
+    PG_DEFAULT,
+    ROOT,
+    cpu_model,
+    data_root,
+    django_setup,
+    git,
+    migrate,
+    remove_scratch,
+    run_and_write,
+)
 
 TARGET_P99_MS = 500.0
 VIEWER = ("bench-viewer", "bench-viewer-password")  # made by bench.gallery.fill
@@ -46,7 +55,7 @@ def parse_args(argv=None):
     cores = os.cpu_count() or 1
     p = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
     p.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
-    p.add_argument("--pg-url", default="postgres://postgres@127.0.0.1:5432/", help="PostgreSQL server")
+    p.add_argument("--pg-url", default=PG_DEFAULT, help="PostgreSQL server")
     p.add_argument("--duration", type=int, default=30, help="seconds of load per page (default 30)")
     p.add_argument("--connections", type=int, default=50, help="open connections (default 50)")
     p.add_argument("--threads", type=int, default=min(cores, 50), help="wrk threads (default: cores)")
@@ -117,17 +126,14 @@ def prepare(args, tmp: Path) -> dict:
         KOALA_ACCESS_LOG="1",
     )
     os.environ.setdefault("CONN_MAX_AGE", "60")  # as docker-compose's web service (CONN_MAX_AGE=0 to compare)
-    import django
-
-    django.setup()
+    django_setup()
     from django.core.management import call_command
     from django.db import connections
 
     from monitor import daily
 
-    t0 = time.perf_counter()
-    call_command("migrate", verbosity=0, interactive=False)
-    print(f"database: {url.split('@')[-1]}, migrated in {time.perf_counter() - t0:.1f} s", flush=True)
+    migrate_s = migrate()
+    print(f"database: {url.split('@')[-1]}, migrated in {migrate_s:.1f} s", flush=True)
     made = gallery.fill(fill_args)
     print(
         f"fill: {made['images']:,} images ({made['big_day_images']:,} on {made['big_day']}) "
@@ -339,7 +345,7 @@ def _pct(values: list[float], q: float) -> float | None:
 def run_load(args) -> dict:
     wrk = ensure_wrk()
     wrk_version = subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip()
-    tmp = Path(tempfile.mkdtemp(prefix="koala-load-"))
+    tmp = data_root("koala-load-")
     proc = None
     prepared = None
     try:
@@ -402,14 +408,14 @@ def run_load(args) -> dict:
             "args": vars(args),
             "machine": {
                 "cores": os.cpu_count(),
-                "cpu": _cpu_model(),
+                "cpu": cpu_model() or platform.processor(),
                 "python": platform.python_version(),
                 "django": django.get_version(),
                 "database": args.database,
                 "wrk": wrk_version,
                 "gunicorn_workers": args.workers,
                 "conn_max_age": os.environ.get("CONN_MAX_AGE"),
-                "commit": _git_commit(),
+                "commit": git("rev-parse", "--short", "HEAD"),
                 "when": dt.datetime.now().isoformat(timespec="seconds"),
             },
             "fill": prepared["fill"],
@@ -418,14 +424,12 @@ def run_load(args) -> dict:
             "pass": all(p["pass"] for p in pages.values()),
         }
     finally:
+        from bench import gallery
+
         if proc is not None:
             stop(proc)
-        close_django_connections()
-        shutil.rmtree(tmp, ignore_errors=True)
-        if args.database == "postgres" and prepared is not None:
-            from bench import gallery
-
-            gallery.drop_pg_database(args.pg_url)
+        url = prepared["database_url"] if prepared is not None else None
+        remove_scratch(tmp, args.database, args.pg_url, gallery.PG_DBNAME, url)
 
 
 def _children_cpu() -> float:
@@ -433,21 +437,6 @@ def _children_cpu() -> float:
 
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _git_commit() -> str:
-    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return r.stdout.strip()
 
 
 def report(result: dict) -> None:

@@ -4,13 +4,13 @@ python -m bench.threshold_table [--rows 1000000] [--repeat 5] [--out bench/resul
 """
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench._common import write_json
 from liveness.metrics import bpcer_at_apcer, iso_at, strategy_table
 
 
@@ -61,19 +61,14 @@ def main(argv=None) -> int:
         print(f"  {name:24s} {np.median(times):8.3f} {max(times):8.3f}")
     verdict = "PASS" if np.median(results["strategy_table_14x2"]) < 2 else "FAIL"
     print(f"  target: strategy table under 2 s: {verdict}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "rows": args.rows,
-                "seconds": results,
-                "python": platform.python_version(),
-                "machine": platform.machine(),
-                "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            },
-            indent=2,
-        )
-    )
+    result = {
+        "rows": args.rows,
+        "seconds": results,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json(result, args.out)
     print(f"wrote {args.out}")
     return 0
 

@@ -10,6 +10,10 @@ Public API
 ``render_sample(rng, ...)`` one capture; genuine, or a re-captured print / screen (replay)
 ``training_samples(n, seed)`` balanced-ish stream (50% genuine, 25% print, 25% replay)
 ``generate_inbox(out, ...)``  writes ``out/<YYYY-MM-DD>/<device_id>/<name>.jpg|.png`` + sidecars
+``days_ending(end, n)``     the n days of an inbox ending at end (default: yesterday)
+``face_fields(sample)``     the sidecar's face box, landmarks, pose and blur of a sample
+``encode(image, fmt, q)``   the bytes of a stored capture (JPEG at quality q, or PNG)
+``write_new(path, data)``   write a file that does not exist yet (never overwrites)
 ``DEVICES``                 the device profiles (size, noise, JPEG quality, face sizes)
 
 Conventions
@@ -62,9 +66,13 @@ __all__ = [
     "DEVICES",
     "DeviceProfile",
     "Sample",
+    "days_ending",
+    "encode",
+    "face_fields",
     "generate_inbox",
     "render_sample",
     "training_samples",
+    "write_new",
 ]
 
 ATTACK_TYPES = ("print", "replay")
@@ -943,7 +951,28 @@ def training_samples(n: int, seed: int) -> Iterator[Sample]:
         yield render_sample(rng, label=label, attack_type=at, size=dev.size, face_size=F, quality=q, device=dev)
 
 
-def _encode(img: Image.Image, fmt: str, quality: int) -> bytes:
+def days_ending(end_day: _dt.date | None, days: int) -> list[_dt.date]:
+    """The ``days`` days up to ``end_day`` (default: yesterday), oldest first."""
+    end = end_day or _dt.date.today() - _dt.timedelta(days=1)
+    return [end - _dt.timedelta(days=days - 1 - k) for k in range(days)]
+
+
+def face_fields(s: Sample) -> dict:
+    """The sidecar fields a device that tracks the face sends: box, landmarks, pose, blur."""
+    return {
+        "face": {
+            "x": int(round(s.box.x)),
+            "y": int(round(s.box.y)),
+            "w": int(round(s.box.w)),
+            "h": int(round(s.box.h)),
+        },
+        "landmarks": [[round(x, 1), round(y, 1)] for x, y in s.landmarks],
+        "pose": {k: round(float(v), 1) for k, v in s.pose.items()},
+        "blur": round(s.blur, 3),
+    }
+
+
+def encode(img: Image.Image, fmt: str, quality: int) -> bytes:
     buf = io.BytesIO()
     if fmt == "png":
         img.save(buf, "PNG", compress_level=1)
@@ -952,7 +981,7 @@ def _encode(img: Image.Image, fmt: str, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def _write_new(path: Path, data: bytes) -> bool:
+def write_new(path: Path, data: bytes) -> bool:
     """Write without ever overwriting; False if the file already exists."""
     try:
         with open(path, "xb") as fh:
@@ -970,6 +999,7 @@ def generate_inbox(
     seed: int = 0,
     end_day: _dt.date | None = None,
     progress: Callable[[int, int], None] | None = None,
+    camera_blur: Callable[[_dt.date, str, str], float | None] | None = None,
 ) -> dict:
     """Write a demo inbox (SPEC section 3) for ``days`` days ending at ``end_day`` (default:
     yesterday).  File names are ``s{seed}_{i:06d}.jpg|.png`` so runs with other seeds add files;
@@ -980,12 +1010,14 @@ def generate_inbox(
     ``face``, ~1% broken files (truncated JPEG / zero bytes / text; at least one per day),
     ~1% exact byte duplicates (at least one per day, of an earlier file, maybe an earlier day),
     ~3% late arrivals (captured_at late on the previous day).  ``gate-south`` degrades over the
-    days (more noise, less contrast, more blur, lower JPEG quality)."""
+    days (more noise, less contrast, more blur, lower JPEG quality).
+
+    ``camera_blur(day, device_id, stem)``, when given and not None for an image, replaces that
+    image's camera blur (liveness.demo_stories plants a blurry camera this way); every other
+    random decision stays as without it, so the other files are the same bytes."""
     out = Path(out)
     rng = np.random.default_rng([seed, 0x1B0C])
-    if end_day is None:
-        end_day = _dt.date.today() - _dt.timedelta(days=1)
-    day_list = [end_day - _dt.timedelta(days=days - 1 - k) for k in range(days)]
+    day_list = days_ending(end_day, days)
     counts = [max(6, int(round(per_day * _u(rng, 0.8, 1.2)))) for _ in day_list]
     total = sum(counts)
     weights = np.array([d.weight for d in DEVICES])
@@ -1059,7 +1091,7 @@ def generate_inbox(
                 ddir = out / day.isoformat() / src_img.parent.name
                 ddir.mkdir(parents=True, exist_ok=True)
                 dst = ddir / (stem + src_img.suffix)
-                if _write_new(dst, src_img.read_bytes()):
+                if write_new(dst, src_img.read_bytes()):
                     summary["files_written"] += 1
                     summary["duplicates"].append([rel(src_img), rel(dst)])
                     day_stats["files"] += 1
@@ -1067,7 +1099,7 @@ def generate_inbox(
                     summary["skipped_existing"] += 1
                 copy_side = rng.random() < 0.5
                 if src_side is not None and copy_side:
-                    if _write_new(ddir / (stem + ".json"), src_side.read_bytes()):
+                    if write_new(ddir / (stem + ".json"), src_side.read_bytes()):
                         summary["files_written"] += 1
                         summary["sidecars"] += 1
                 done += 1
@@ -1080,14 +1112,14 @@ def generate_inbox(
                 how = ["truncated", "empty", "text"][int(rng.integers(3))]
                 if how == "truncated":
                     im = _background(irng, *dev.size)
-                    data = _encode(im, "jpg", dev.jpeg_quality)
+                    data = encode(im, "jpg", dev.jpeg_quality)
                     data = data[: int(len(data) * _u(rng, 0.3, 0.7))]
                 elif how == "empty":
                     data = b""
                 else:
                     data = b"<html><body>502 Bad Gateway: upload failed</body></html>\n"
                 path = ddir / (stem + ".jpg")
-                if _write_new(path, data):
+                if write_new(path, data):
                     summary["files_written"] += 1
                     summary["broken"] += 1
                     summary["broken_files"].append(rel(path))
@@ -1101,7 +1133,7 @@ def generate_inbox(
                         ).isoformat(),
                         "site": dev.site,
                     }
-                    if _write_new(ddir / (stem + ".json"), json.dumps(side).encode()):
+                    if write_new(ddir / (stem + ".json"), json.dumps(side).encode()):
                         summary["files_written"] += 1
                         summary["sidecars"] += 1
                 done += 1
@@ -1120,6 +1152,8 @@ def generate_inbox(
                 quality = min(quality, 1.0 - 0.5 * frac)
                 blur = min(1.0, blur + 0.4 * frac * _u(rng, 0.5, 1.0))
                 jq = int(jq - 20 * frac)
+            if camera_blur is not None and (forced := camera_blur(day, dev.device_id, stem)) is not None:
+                blur = forced
             subj, ident = subjects[dev.device_id][int(rng.integers(len(subjects[dev.device_id])))]
             # every random decision is made before looking at the disk, so a rerun takes the same path
             fmt = "png" if rng.random() < 0.05 else "jpg"
@@ -1148,7 +1182,7 @@ def generate_inbox(
                     device=dev,
                     identity=ident,
                 )
-                if not _write_new(path, _encode(s.image, fmt, jq)):
+                if not write_new(path, encode(s.image, fmt, jq)):
                     summary["skipped_existing"] += 1
                 else:
                     summary["files_written"] += 1
@@ -1170,15 +1204,7 @@ def generate_inbox(
                         side: dict = {"captured_at": t.isoformat()}
                         summary["late_arrivals"] += late
                         if r_side >= 0.15:
-                            side["face"] = {
-                                "x": int(round(s.box.x)),
-                                "y": int(round(s.box.y)),
-                                "w": int(round(s.box.w)),
-                                "h": int(round(s.box.h)),
-                            }
-                            side["landmarks"] = [[round(x, 1), round(y, 1)] for x, y in s.landmarks]
-                            side["pose"] = {k: round(float(v), 1) for k, v in s.pose.items()}
-                            side["blur"] = round(s.blur, 3)
+                            side.update(face_fields(s))
                         else:
                             summary["sidecar_without_face"] += 1
                         if labelled:
@@ -1188,7 +1214,7 @@ def generate_inbox(
                             summary["labelled"] += 1
                         side["subject"] = subj
                         side["site"] = dev.site
-                        if _write_new(side_path, (json.dumps(side, indent=1) + "\n").encode()):
+                        if write_new(side_path, (json.dumps(side, indent=1) + "\n").encode()):
                             summary["files_written"] += 1
                             summary["sidecars"] += 1
             if side_path is not None and not side_path.exists():

@@ -15,6 +15,7 @@ from django import forms
 from django.db.models import Count, Q, QuerySet
 from django.utils.dateparse import parse_datetime
 
+from . import slices
 from .models import CATEGORIES, Image
 
 SORTS = {
@@ -25,9 +26,35 @@ SORTS = {
     "-time": ("-captured_at", "latest capture first"),
 }
 SORT_FIELDS = tuple(sorted({field.lstrip("-") for field, _ in SORTS.values()}))  # what `cursor_of` reads
-GATES = ["face_size", "yaw", "pitch", "blur"]
+GATES = slices.GATES
 LABELS = [("", "any label"), ("genuine", "genuine"), ("attack", "attack"), ("none", "unlabelled")]
 PAGE_SIZE = 60
+
+
+class SliceField(forms.Field):
+    """Repeated `slice=dims:value` parameters (monitor/slices.py), e.g. `slice=device:cam-1&slice=
+    face_size:100-109`, cleaned to one canonical parameter of them all ("device|face_size:cam-1|100-109",
+    "" for none), so the gallery's links carry it as one plain value."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value) -> str:
+        texts = [value] if isinstance(value, str) else list(value or [])
+        pairs: list[tuple[str, str]] = []
+        for text in (t.strip() for t in texts):
+            if not text:
+                continue
+            try:
+                pairs += slices.parse(text)
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        dims = [d for d, _ in pairs]
+        twice = sorted({d for d in dims if dims.count(d) > 1})
+        if twice:
+            raise forms.ValidationError(f"one value per dimension: {', '.join(twice)} given twice")
+        if len(pairs) > 1 and any(slices.SEPARATOR in v for _, v in pairs):
+            raise forms.ValidationError(f"a value holding {slices.SEPARATOR!r} can only be filtered alone")
+        return f"{slices.join(dims)}:{slices.join(v for _, v in pairs)}" if pairs else ""
 
 
 class BrowseForm(forms.Form):
@@ -39,6 +66,7 @@ class BrowseForm(forms.Form):
     gate = forms.ChoiceField(choices=[("", "any")] + [(g, g) for g in GATES], required=False, label="failed gate")
     min_disagreement = forms.FloatField(required=False, min_value=0, max_value=1, label="disagreement at least")
     sort = forms.ChoiceField(choices=[(k, v[1]) for k, v in SORTS.items()], required=False)
+    slice = SliceField(required=False)
     after = forms.CharField(required=False, max_length=100)  # keyset cursor: "<value>|<id>"
 
     def clean_after(self):
@@ -81,6 +109,8 @@ def filtered(day, data: dict) -> QuerySet:
         qs = qs.filter(category="low_quality", failed_gates__icontains=f'"{data["gate"]}"')
     if data.get("min_disagreement") is not None:
         qs = qs.filter(disagreement__gte=data["min_disagreement"])
+    if data.get("slice"):
+        qs = qs.filter(slices.q_of(slices.parse(data["slice"]), day))
     return qs
 
 

@@ -10,18 +10,19 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Case, Count, IntegerField, Q, Value, When
 
 from liveness.metrics import UNKNOWN_TYPE
 
+from . import attempts
+from .counts import DECIDED, HISTOGRAM_BINS, lock_day
+from .explain import store_day_slices
 from .models import DailyMetric, Image
 
 PASSED = Q(category__in=["live", "attack"])
 FLAGGED = Q(category="attack")
-DECIDED = Q(category__in=["live", "attack", "low_quality"], decision__in=["live", "attack"])
 DECIDED_ATTACK = DECIDED & Q(decision="attack")
-HISTOGRAM_BINS = 10  # liveness.metrics.psi's default
 COUNT_FIELDS = ("scored", "flagged", "genuine", "fp", "attacks", "tp")
 
 
@@ -51,6 +52,7 @@ def compute_day(day: dt.date) -> list[DailyMetric]:
     """Replace the day's DailyMetric rows: one per device and one for all devices, each covering
     every production decision of the day whichever ensemble and threshold made it (`decided_by`
     lists them). A fixed number of queries whatever the day's size."""
+    users = attempts.group_day(day)  # attempt groups first: the per-user figures and slices read them
     every = {f"all_{k}": v for k, v in _counts(DECIDED, DECIDED_ATTACK).items()}
     rows = (
         Image.objects.filter(day=day)
@@ -107,6 +109,8 @@ def compute_day(day: dt.date) -> list[DailyMetric]:
         for device_id in (r["device_id"], None):
             row(device_id).histogram[r["bin"]] += r["n"]
     _set_decided_by(day, metrics)
+    attempts.set_user_figures(metrics, users)
+    store_day_slices(day)  # the slices of "what changed", after the attempt groups
     with transaction.atomic():
         lock_day(day)  # two computations of one day at once must not both insert
         DailyMetric.objects.filter(day=day).delete()
@@ -154,10 +158,3 @@ def _set_decided_by(day: dt.date, metrics: dict[int | None, DailyMetric]) -> Non
                 first["threshold"],
                 first["model_versions"],
             )
-
-
-def lock_day(day: dt.date) -> None:
-    """A transaction lock per day on PostgreSQL; SQLite's IMMEDIATE transactions already serialise."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [0x4B0A1A, day.toordinal()])

@@ -184,7 +184,12 @@ def test_it_filters_the_queue_by_day_range_and_device(db, queue):
     assert names(review_queue.review_queue(day_from="2026-11-21")) == ["new_high", "new_mid", "new_low"]
     assert names(review_queue.review_queue(day_to=dt.date(2026, 11, 20))) == ["old_high", "old_low"]
     assert names(review_queue.review_queue(device="gate-02")) == ["new_high"]
-    assert names(review_queue.review_queue(device=queue["old_low"].device)) == ["new_mid", "new_low", "old_high", "old_low"]
+    assert names(review_queue.review_queue(device=queue["old_low"].device)) == [
+        "new_mid",
+        "new_low",
+        "old_high",
+        "old_low",
+    ]
     with pytest.raises(LabelError, match="not a day"):
         review_queue.review_queue(day_from="yesterday")
 
@@ -261,7 +266,9 @@ def test_it_refuses_a_verdict_on_an_image_another_reviewer_holds(personas, queue
 def test_it_records_a_false_positive_verdict(personas, queue, recomputes, django_capture_on_commit_callbacks):
     im = review_queue.claim_next(personas["reviewer"])
     with django_capture_on_commit_callbacks(execute=True):
-        event = review_queue.review(im.pk, "genuine", user=personas["reviewer"], attack_type="print", note="my colleague")
+        event = review_queue.review(
+            im.pk, "genuine", user=personas["reviewer"], attack_type="print", note="my colleague"
+        )
     im.refresh_from_db()
     assert (im.label, im.attack_type, im.reviewed_by) == ("genuine", "", personas["reviewer"])
     assert im.reviewed_at is not None and im.review_claimed_by is None and im.review_claim_until is None

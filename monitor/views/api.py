@@ -8,6 +8,8 @@
 - `GET /api/metrics?from=&to=&device=`: the stored daily figures (DailyMetric) with counts and
   95% Wilson intervals; by default the last 30 days that have figures. A day covers every
   production decision of the day, whichever ensemble and threshold made it (`decided_by`).
+  `per_user`: users (attempt groups, monitor/attempts.py), the share rejected at least once and
+  on every attempt (also of genuine users), attempts per user.
 
 Dates are YYYY-MM-DD. Rates follow SPEC section 2: positive = attack; flag rate = attack
 decisions / decided images; FPR = genuine flagged / genuine; TPR = attacks flagged / attacks.
@@ -24,10 +26,11 @@ from django.db.models import Count
 from django.http import JsonResponse
 from django.urls import reverse
 
-from liveness.metrics import UNKNOWN_TYPE, wilson
+from liveness.metrics import UNKNOWN_TYPE, Rate, wilson
 
 from ..access import get_image_for_user
 from ..api_auth import ApiError, api_view
+from ..attempts import per_user
 from ..browse import BrowseForm, category_counts, page
 from ..models import CATEGORIES, DailyMetric, DayFigures, Device, Image
 from ..scorings import scorings
@@ -284,6 +287,8 @@ def _day_figures(day: dt.date, m: DailyMetric) -> dict:
         **_figures(m.figures(DailyMetric.GATED)),
         "all_scored": _figures(m.figures(DailyMetric.ALL)),
         "histogram": m.histogram,  # scored images per score bin (10 equal bins over [0, 1]), gated
+        # per user (an attempt group: one user's tries seconds apart), over every decided image
+        "per_user": {k: _rate(v.k, v.n) if isinstance(v, Rate) else v for k, v in per_user(m).items()},
         "threshold": m.threshold,  # of most of the day's decisions; all of them in decided_by
         "thresholds": m.thresholds,
         "mixed": m.mixed,

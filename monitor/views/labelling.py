@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from .. import browse, label_csv, labels
 from ..access import require
 from ..models import AttackType, Image, LabelEvent
-from . import gallery
+from .browsing import browse_context
 
 ADMIN = "monitor.change_modelversion"  # the admin group has it; reviewers and viewers do not
 MAX_MATCHING = 100_000  # "all matching the filter" labels at most this many images at once
@@ -125,7 +125,7 @@ def _ids(values) -> list[int] | None:
 def grid(request, day):
     if request.method == "POST":
         return _bulk(request, day)
-    ctx = gallery.browse_context(request, day)
+    ctx = browse_context(request, day)
     data, counts = ctx["data"], ctx["counts"]
     matching = counts.get(data["category"], 0) if data.get("category") else sum(counts.values())
     ctx.update(

@@ -24,7 +24,7 @@ from django.utils.html import json_script
 
 from liveness.metrics import Rate, wilson
 
-from .. import alerts
+from .. import alerts, attempts
 from ..access import VIEW, require
 from ..models import CATEGORIES, DailyMetric, Device, Ensemble, EnsembleEvent, Run
 
@@ -211,6 +211,7 @@ def figures(range_days: int, device_id: int | None, active_id: int | None, count
         "kpi_row": None,
         "kpi_counts": [],
         "kpis": None,
+        "users": None,
         "markers": [],
         "data": None,
         "trend_json": "",
@@ -242,7 +243,26 @@ def figures(range_days: int, device_id: int | None, active_id: int | None, count
             _kpi(wilson(getattr(shown_figures, num), getattr(shown_figures, den)), name, iso, meaning)
             for _, name, iso, num, den, meaning in RATES
         ]
+        out["users"] = _user_card(m)
     return out
+
+
+def _user_card(m: DailyMetric) -> dict | None:
+    """The latest day per user (attempt groups, monitor/attempts.py), over every decided image."""
+    u = attempts.per_user(m)
+    if not u["users"]:
+        return None
+    rows = [("rejected", "rejected at least once"), ("always_rejected", "rejected on every attempt")]
+    if u["genuine_users"]:
+        rows += [("genuine_rejected", "genuine users rejected at least once")]
+        rows += [("genuine_always_rejected", "genuine users rejected on every attempt")]
+    return {
+        "users": u["users"],
+        "genuine_users": u["genuine_users"],
+        "attempts_per_user": f"{u['attempts_per_user']:.2f}",
+        "too_few": u["rejected"].too_few,
+        "rates": [dict(_kpi(u[key], name, "", ""), key=key) for key, name in rows],
+    }
 
 
 def _kpi_row(m: DailyMetric) -> dict:

@@ -55,11 +55,13 @@
   function rateChart(el, data, key) {
     var s = data.rates[key];
     var title = s.name + (s.iso ? " (" + s.iso + ")" : "") + " per day, 95% interval";
+    var explainable = Boolean(explainHolder(el));
     var hover = data.days.map(function (d, i) {
       if (s.value[i] === null) { return d + ": no data"; }
-      return d + ": " + pct(s.value[i]) + " (" + s.k[i] + " / " + s.n[i] + ")<br>95% CI " +
+      return d + " · " + s.name + ": " + pct(s.value[i]) + " (" + s.k[i] + " / " + s.n[i] + ")<br>95% CI " +
         pct(s.low[i]) + " – " + pct(s.high[i]) + (s.too_few[i] ? "<br>too few (n < 30)" : "") +
-        (data.decided[i] ? "<br>decided by " + data.decided[i] : "") + "<br>counts " + data.counted;
+        (data.decided[i] ? "<br>decided by " + data.decided[i] : "") + "<br>counts " + data.counted +
+        (explainable ? "<br><i>click: what changed that day</i>" : "");
     });
     var b = band(data.days, s.low, s.high);
     var traces = [
@@ -83,6 +85,36 @@
       yaxis: { tickformat: ".0%", rangemode: "tozero" },
       shapes: m.shapes, annotations: m.annotations,
     }, { displaylogo: false, responsive: true });
+    if (explainable) { linkPoints(el, data, key); }
+  }
+
+  // The element carrying the "what changed" URL (rendered with {% url %}) and the device filter.
+  function explainHolder(el) {
+    var holder = el.closest(".ov-charts");
+    return holder && holder.dataset.explainUrl ? holder : null;
+  }
+
+  // That day's "what changed" page for the chart's measure, with the page's device filter: the
+  // rendered URL is the latest day's, its date swapped for the clicked day.
+  function explainUrl(holder, day, measure) {
+    var params = new URLSearchParams();
+    if (holder.dataset.device) { params.set("device", holder.dataset.device); }
+    params.set("measure", measure);
+    return holder.dataset.explainUrl.replace(holder.dataset.explainDay, day) + "?" + params.toString();
+  }
+
+  // A click on a day's point (the rate line, trace 1; the band takes no hover) opens its
+  // explanation; the pointer shows the point can be clicked.
+  function linkPoints(el, data, key) {
+    var holder = explainHolder(el);
+    var drag = function () { return el.querySelector(".nsewdrag"); };
+    el.on("plotly_click", function (ev) {
+      var pt = ev.points && ev.points[0];
+      if (!pt || pt.curveNumber !== 1 || data.rates[key].value[pt.pointIndex] === null) { return; }
+      window.location.assign(explainUrl(holder, data.days[pt.pointIndex], key));
+    });
+    el.on("plotly_hover", function () { if (drag()) { drag().style.cursor = "pointer"; } });
+    el.on("plotly_unhover", function () { if (drag()) { drag().style.cursor = ""; } });
   }
 
   function countsChart(el, data) {

@@ -5,7 +5,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from liveness import demo
+from liveness import demo, demo_stories
 
 from ._progress import ProgressCommand
 
@@ -34,8 +34,14 @@ class Command(ProgressCommand):
         parser.add_argument("--per-day", type=positive_int, default=150, help="images per day, about (default 150)")
         parser.add_argument("--seed", type=int, default=0, help="random seed; another seed adds new files")
         parser.add_argument("--end-day", metavar="YYYY-MM-DD", help="last day (default: yesterday)")
+        parser.add_argument(
+            "--stories",
+            action="store_true",
+            help="plant a blurry camera, a replay wave, a small-face device and a retry burst on the last"
+            f" four days; the plan goes to {demo_stories.PLAN_FILE} next to the inbox",
+        )
 
-    def handle(self, *args, out, days, per_day, seed, end_day, **options):
+    def handle(self, *args, out, days, per_day, seed, end_day, stories, **options):
         out = out or settings.INBOX_DIR
         if out.exists() and not out.is_dir():
             raise CommandError(f"--out: {out} exists and is not a folder")
@@ -43,6 +49,8 @@ class Command(ProgressCommand):
             end = dt.date.fromisoformat(end_day) if end_day else None
         except ValueError:
             raise CommandError(f"--end-day: not a day: {end_day!r} (expected YYYY-MM-DD)") from None
+        if stories and days < demo_stories.MIN_DAYS:
+            raise CommandError(f"--stories needs --days {demo_stories.MIN_DAYS} or more (one normal day, four stories)")
         out.mkdir(parents=True, exist_ok=True)
         with self.progress_bar(total=days * per_day, desc="demo data", unit="image") as bar:
 
@@ -50,6 +58,13 @@ class Command(ProgressCommand):
                 bar.total = total
                 bar.update(done - bar.n)
 
-            summary = demo.generate_inbox(out, days=days, per_day=per_day, seed=seed, end_day=end, progress=progress)
+            kwargs = {"days": days, "per_day": per_day, "seed": seed, "end_day": end, "progress": progress}
+            if stories:
+                summary, plan = demo_stories.generate(out, **kwargs)
+            else:
+                summary, plan = demo.generate_inbox(out, **kwargs), None
         parts = ", ".join(f"{k}: {v}" for k, v in summary.items() if not isinstance(v, dict))
         self.stdout.write(f"demo inbox written to {out} ({parts})")
+        if plan is not None:
+            days_of = ", ".join(f"{name} {story['day']}" for name, story in plan["stories"].items())
+            self.stdout.write(f"stories planted: {days_of}; plan in {demo_stories.plan_path(out)}")
