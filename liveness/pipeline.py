@@ -1,7 +1,7 @@
 """Score a batch of inbox files: decode, face box, quality, crops, ensemble, decision, category.
 
 Pure library code: bytes in, `ImageResult`s out. Storage, folders and the database are the
-caller's business (monitor/services.py).
+caller's business (monitor/runs.py).
 """
 
 from __future__ import annotations

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, F, Max, Q, QuerySet
 
 from liveness.metrics import wilson
 
-from . import browse
+from . import browse, db
 from .models import CATEGORIES, DailyMetric, Image, InboxFile
 
 DECISIONS = ("live", "attack")
@@ -119,21 +119,12 @@ def group_day(day: dt.date) -> dict[int | None, dict[str, int]]:
             for start in range(0, len(alone), UPDATE_CHUNK):
                 ids = alone[start : start + UPDATE_CHUNK]
                 Image.objects.filter(pk__in=ids).update(attempt_group=F("id"), attempt_index=1, attempt_size=1)
-            _write_groups(changed)
+            db.update_rows(
+                Image,
+                [Image(pk=pk, attempt_group=g, attempt_index=i, attempt_size=n) for g, i, n, pk in changed],
+                list(STORED),
+            )
     return user_counts(groups)
-
-
-def _write_groups(rows: list[tuple[int, int, int, int]]) -> None:
-    """(attempt_group, attempt_index, attempt_size, id) per image, in one executemany of a plain
-    UPDATE, as services.update_rows does (which this module cannot import: services imports daily,
-    which imports this)."""
-    if not rows:
-        return
-    qn = connection.ops.quote_name
-    columns = ", ".join(f"{qn(Image._meta.get_field(name).column)} = %s" for name in STORED)
-    sql = f"UPDATE {qn(Image._meta.db_table)} SET {columns} WHERE {qn(Image._meta.pk.column)} = %s"
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
 
 
 def user_counts(groups: list[list[Shot]]) -> dict[int | None, dict[str, int]]:

@@ -50,7 +50,7 @@ def validate(label: str, attack_type: str = "") -> tuple[str, str]:
 
 def schedule_recompute(days: Iterable[dt.date]) -> None:
     """Recompute each day's figures and alerts once the transaction commits. The task is looked up
-    by name in the Celery app: the tasks module imports the services, which import this one."""
+    by name in the Celery app: the tasks module imports the runs, which import this one."""
     task = celery_app.tasks[RECOMPUTE_TASK]
     for day in sorted(set(days)):
         text = day.isoformat()

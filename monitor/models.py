@@ -273,7 +273,7 @@ class Image(models.Model):
             models.Index(fields=["day", "attempt_group"], name="image_day_attempt"),
         ]
         # an image is stored once: by its bytes, or by its bytes and day for an unreadable one
-        # (monitor/services.py `identified`); score_batch relies on these for concurrent batches
+        # (monitor/runs.py `identified`); score_batch relies on these for concurrent batches
         constraints = [
             models.UniqueConstraint(
                 fields=["sha256"], condition=~Q(category="unreadable"), name="image_sha256_readable_unique"

@@ -29,8 +29,8 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from .folders import sorted_relpath
 from .models import Image, InboxFile
-from .services import sorted_relpath
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from liveness.manifest import (
 from liveness.runtime import LivenessModel, file_sha256
 from liveness.speed import measure_latency, measure_throughput
 
-from . import services
+from . import folders
 from .models import Ensemble, EnsembleEvent, ModelVersion
 
 NOTE_MAX = EnsembleEvent._meta.get_field("note").max_length
@@ -153,7 +153,7 @@ def _store_file(m: ModelManifest, sha: str, copied: list[Path] | None) -> str:
     dst = settings.MODELS_DIR / rel
     if not dst.exists():
         # a temporary name, then a rename: a reader never sees half a model file
-        services.atomic_write(dst, lambda tmp: shutil.copyfile(m.file, tmp))
+        folders.atomic_write(dst, lambda tmp: shutil.copyfile(m.file, tmp))
         if copied is not None:
             copied.append(dst)
     return rel

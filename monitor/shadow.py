@@ -33,8 +33,11 @@ from django.utils import timezone
 from liveness.boxes import Box
 from liveness.pipeline import FileInput, Pipeline
 
+from .claims import mark_started
+from .errors import JobError
+from .loading import gates_from_settings, load_ensemble
 from .models import Ensemble, EnsembleEvent, Image, ModelVersion, Run, ShadowScore
-from .services import JobError, final_timings, gates_from_settings, load_ensemble, mark_started, run_in_process
+from .runs import final_timings, run_in_process
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers that take dates and ids and call monitor.services."""
+"""Celery tasks: thin wrappers that take dates and ids and call the service functions (monitor/runs.py, monitor/shadow.py, ...)."""
 
 import datetime as dt
 import logging
@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from . import alerts, daily, purge, registry, services, shadow
+from . import alerts, daily, db, discovery, purge, registry, runs, shadow
 from .models import ModelVersion, Run
 
 log = logging.getLogger(__name__)
@@ -22,13 +22,13 @@ def _fan_out(run, find_ids, batch_task, finish_task) -> int:
     batch marks the run failed."""
     try:
         ids = find_ids(run)
-        batches = [batch_task.si(run.pk, b) for b in services.chunks(ids, settings.KOALA_BATCH_SIZE)]
+        batches = [batch_task.si(run.pk, b) for b in db.chunks(ids, settings.KOALA_BATCH_SIZE)]
         if not batches:
             finish_task.delay(None, run.pk)
         else:
             chord(batches)(finish_task.s(run.pk).on_error(run_failed.si(run.pk)))
     except Exception as exc:  # in-process (eager) runs raise here; on a worker on_error handles batches
-        services.fail_run(run.pk, f"{exc.__class__.__name__}: {exc}")
+        runs.fail_run(run.pk, f"{exc.__class__.__name__}: {exc}")
         raise
     return run.pk
 
@@ -37,26 +37,26 @@ def _fan_out(run, find_ids, batch_task, finish_task) -> int:
 def score_day(day: str, trigger: str = "manual", rescore: bool = False, run_id: int | None = None) -> int:
     """Discover the day's new files, score them in parallel batches, finish in a chord callback."""
     if run_id is None:
-        run = services.start_run(services.parse_day(day), trigger=trigger, rescore=rescore)
+        run = runs.start_run(discovery.parse_day(day), trigger=trigger, rescore=rescore)
     else:
         run = Run.objects.get(pk=run_id)
-    return _fan_out(run, services.discover, score_batch, finish_run)
+    return _fan_out(run, discovery.discover, score_batch, finish_run)
 
 
 @shared_task(bind=True, autoretry_for=TRANSIENT, retry_backoff=2, retry_backoff_max=120, max_retries=6, acks_late=True)
 def score_batch(self, run_id: int, file_ids: list[int]) -> dict:
-    return services.score_batch(run_id, file_ids)
+    return runs.score_batch(run_id, file_ids)
 
 
 @shared_task(autoretry_for=TRANSIENT, retry_backoff=2, max_retries=6)
 def finish_run(batch_results: list[dict] | None, run_id: int) -> int:
-    services.finish_run(run_id, batch_results)
+    runs.finish_run(run_id, batch_results)
     return run_id
 
 
 @shared_task
 def run_failed(run_id: int) -> None:
-    services.fail_run(run_id, "a batch failed; see the worker log, then re-run the day")
+    runs.fail_run(run_id, "a batch failed; see the worker log, then re-run the day")
 
 
 @shared_task
@@ -72,7 +72,7 @@ def rescan_recent() -> list[int]:
     run_ids = []
     for back in range(1, settings.KOALA_RESCAN_DAYS + 1):
         day = today - dt.timedelta(days=back)
-        if services.has_work(day):
+        if discovery.has_work(day):
             run_ids.append(score_day(day.isoformat(), trigger="rescan"))
     return run_ids
 
@@ -80,7 +80,7 @@ def rescan_recent() -> list[int]:
 @shared_task(autoretry_for=TRANSIENT, retry_backoff=2, max_retries=6)
 def recompute_day(day: str) -> int:
     """A day's figures and alerts again (e.g. after its labels changed). Returns the alerts opened."""
-    day = day if isinstance(day, dt.date) else services.parse_day(day)
+    day = day if isinstance(day, dt.date) else discovery.parse_day(day)
     daily.compute_day(day)
     return len(alerts.evaluate_day(day))
 
@@ -94,7 +94,7 @@ def shadow_day(
 ) -> int:
     """Score the day's stored images with a non-active ensemble in parallel batches; finish in a chord callback."""
     if run_id is None:
-        run = shadow.start_shadow_run(services.parse_day(day), ensemble_id, trigger=trigger, rescore=rescore)
+        run = shadow.start_shadow_run(discovery.parse_day(day), ensemble_id, trigger=trigger, rescore=rescore)
     else:
         run = Run.objects.get(pk=run_id)
     return _fan_out(run, shadow.shadow_ids, shadow_batch, finish_shadow_run)

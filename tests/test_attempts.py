@@ -18,7 +18,7 @@ from django.urls import reverse
 from PIL import Image as PILImage
 
 from liveness import demo
-from monitor import attempts, services
+from monitor import attempts, runs
 from monitor.models import DailyMetric, Ensemble, Image, InboxFile
 from tests import factories
 from tests.conftest import put, sidecar_for
@@ -92,7 +92,7 @@ def burst(data_root, demo_ensemble):
     inbox = settings.INBOX_DIR
     old, old_sidecar = capture(OLD, 0)
     put(inbox, DAY0, OLD.device, OLD.name, old, old_sidecar)
-    services.run_day(dt.date.fromisoformat(DAY0))
+    runs.run_day(dt.date.fromisoformat(DAY0))
     tries = 0
     for group in PLAN.values():
         for shot in group:
@@ -100,12 +100,12 @@ def burst(data_root, demo_ensemble):
             tries += 1
             put(inbox, DAY, shot.device, shot.name, data, sidecar)
     put(inbox, DAY, "cam-1", "copy.jpg", old, old_sidecar)
-    services.run_day(dt.date.fromisoformat(DAY))
+    runs.run_day(dt.date.fromisoformat(DAY))
     # the demo models pass every genuine try: a threshold between user a's scores makes a user
     # rejected on some tries and not on others, as a real retry burst goes
     scores = sorted(Image.objects.filter(path__in=[path_of(s) for s in PLAN["a"]]).values_list("score", flat=True))
     Ensemble.objects.filter(pk=demo_ensemble.pk).update(threshold=(scores[1] + scores[2]) / 2)
-    services.run_day(dt.date.fromisoformat(DAY), rescore=True)
+    runs.run_day(dt.date.fromisoformat(DAY), rescore=True)
 
 
 def stored() -> dict[str, Image]:
@@ -175,9 +175,9 @@ def test_it_counts_users_per_device_and_for_all_devices_as_an_independent_count(
 def test_it_keeps_the_groups_when_the_day_is_run_again(burst):
     before = groups_stored()
 
-    services.run_day(dt.date.fromisoformat(DAY))
+    runs.run_day(dt.date.fromisoformat(DAY))
     assert groups_stored() == before
-    services.run_day(dt.date.fromisoformat(DAY), rescore=True)  # hashes computed anew
+    runs.run_day(dt.date.fromisoformat(DAY), rescore=True)  # hashes computed anew
     assert groups_stored() == before
     with CaptureQueriesContext(connection) as queries:
         attempts.group_day(dt.date.fromisoformat(DAY))
@@ -301,7 +301,7 @@ def test_it_does_not_group_two_different_people_captured_seconds_apart(data_root
         data, sidecar = capture(shot, i)
         put(settings.INBOX_DIR, DAY, shot.device, shot.name, data, sidecar)
 
-    services.run_day(dt.date.fromisoformat(DAY))
+    runs.run_day(dt.date.fromisoformat(DAY))
 
     rows = Image.objects.filter(day=DAY).order_by("captured_at")
     assert [(im.attempt_index, im.attempt_size) for im in rows] == [(1, 1)] * 3

@@ -20,7 +20,7 @@ from django.core.management import call_command
 from PIL import Image as PILImage
 
 from liveness import demo
-from monitor import services
+from monitor import discovery, runs
 from monitor.models import Image, InboxFile, Run
 from tests.conftest import jpeg_bytes, put, sidecar_for
 
@@ -162,7 +162,7 @@ def image(name: str) -> Image:
 
 @pytest.mark.django_db
 def test_every_bad_file_ends_with_an_outcome_and_a_reason(corpus, demo_ensemble):
-    run = services.run_day(dt.date.fromisoformat(DAY))
+    run = runs.run_day(dt.date.fromisoformat(DAY))
 
     assert run.status == Run.DONE
     assert not InboxFile.objects.filter(status=InboxFile.PENDING).exists()
@@ -269,7 +269,7 @@ def test_every_bad_file_ends_with_an_outcome_and_a_reason(corpus, demo_ensemble)
 
 @pytest.mark.django_db
 def test_a_day_folder_that_is_not_a_date_is_skipped(corpus, demo_ensemble):
-    assert services.inbox_days() == [dt.date.fromisoformat(DAY)]
+    assert discovery.inbox_days() == [dt.date.fromisoformat(DAY)]
 
     call_command("score_day", "--all", stdout=io.StringIO(), stderr=io.StringIO())
 
@@ -287,12 +287,12 @@ def test_it_fails_only_the_file_that_vanished_before_it_was_read(data_root, demo
         put(settings.INBOX_DIR, DAY, DEV, name, jpeg_bytes(s), sidecar_for(s))
 
     def discover_then_lose_one(run):
-        ids = services.discover(run)
+        ids = discovery.discover(run)
         (settings.INBOX_DIR / path("gone.jpg")).unlink()  # the device took it back in between
         return ids
 
-    run = services.start_run(dt.date.fromisoformat(DAY))
-    run = services.run_in_process(run, discover_then_lose_one, services.score_batch, services.finish_run)
+    run = runs.start_run(dt.date.fromisoformat(DAY))
+    run = runs.run_in_process(run, discover_then_lose_one, runs.score_batch, runs.finish_run)
 
     gone = InboxFile.objects.get(path=path("gone.jpg"))
     assert (gone.status, gone.reason) == (InboxFile.FAILED, "cannot read the file: No such file or directory")
@@ -307,16 +307,16 @@ def test_it_logs_why_it_skips_what_it_skips(corpus, demo_ensemble, caplog, setti
     inbox = settings.INBOX_DIR
     (inbox / DAY / "notes.txt").write_text("a file where the device folders are")
     put(inbox, DAY, DEV, "readme.txt", b"not an image name")
-    long_device = "d" * (services.DEVICE_NAME_MAX + 1)
+    long_device = "d" * (discovery.DEVICE_NAME_MAX + 1)
     put(inbox, DAY, long_device, "x.jpg", b"never looked at")
-    caplog.set_level(logging.INFO, logger="monitor.services")
+    caplog.set_level(logging.INFO, logger="monitor.discovery")
 
     call_command("score_day", "--all", stdout=io.StringIO(), stderr=io.StringIO())
     settings.KOALA_SETTLE_SECONDS = 3600
     put(inbox, DAY, DEV, "still-arriving.jpg", b"half a fil")
-    assert not services.has_work(dt.date.fromisoformat(DAY))
+    assert not discovery.has_work(dt.date.fromisoformat(DAY))
 
-    logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "monitor.services"]
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "monitor.discovery"]
     for level, prefix, where, why in [
         (logging.INFO, "skipped", f"{DAY}/{DEV}/orphan.json", "sidecar without an image"),
         (logging.INFO, "skipped", "not-a-day", "not a day folder (YYYY-MM-DD)"),

@@ -16,7 +16,7 @@ from django.urls import reverse
 
 from liveness import demo
 from liveness.pipeline import Pipeline
-from monitor import label_csv, purge, services
+from monitor import discovery, label_csv, purge, runs
 from monitor.models import Image, InboxFile, Run
 from tests import factories
 from tests.conftest import jpeg_bytes, put, sidecar_for
@@ -64,8 +64,8 @@ def broken_of(text: str) -> list[str]:
 
 @pytest.mark.django_db
 def test_it_counts_every_broken_file_on_the_day_it_arrived(two_days, demo_ensemble, client, personas):
-    run1 = services.run_day(day(DAY1))
-    run2 = services.run_day(day(DAY2))
+    run1 = runs.run_day(day(DAY1))
+    run2 = runs.run_day(day(DAY2))
 
     assert (run1.status, run2.status) == (Run.DONE, Run.DONE)
     day2_broken = [f"{DAY2}/{DEV}/{n}" for n in ("text.jpg", "truncated-other.jpg", "zero-again.jpg")]
@@ -89,11 +89,11 @@ def test_it_counts_every_broken_file_on_the_day_it_arrived(two_days, demo_ensemb
 
 @pytest.mark.django_db
 def test_it_adds_nothing_when_the_day_of_a_repeated_broken_file_runs_again(two_days, demo_ensemble):
-    services.run_day(day(DAY1))
-    services.run_day(day(DAY2))
+    runs.run_day(day(DAY1))
+    runs.run_day(day(DAY2))
     before = sorted(Image.objects.values_list("pk", "sha256", "day", "category"))
 
-    again = services.run_day(day(DAY2))
+    again = runs.run_day(day(DAY2))
 
     assert (again.status, again.processed, again.new_images, again.duplicates) == (Run.DONE, 0, 0, 0)
     assert sorted(Image.objects.values_list("pk", "sha256", "day", "category")) == before
@@ -102,11 +102,11 @@ def test_it_adds_nothing_when_the_day_of_a_repeated_broken_file_runs_again(two_d
 
 @pytest.mark.django_db
 def test_it_rescores_a_repeated_broken_file_as_the_image_of_its_own_day(two_days, demo_ensemble):
-    services.run_day(day(DAY1))
-    services.run_day(day(DAY2))
+    runs.run_day(day(DAY1))
+    runs.run_day(day(DAY2))
     before = sorted(Image.objects.values_list("pk", "path", "day", "category"))
 
-    rescored = services.run_day(day(DAY2), rescore=True)
+    rescored = runs.run_day(day(DAY2), rescore=True)
 
     assert rescored.status == Run.DONE and rescored.counts.get("unreadable") == 3
     assert sorted(Image.objects.values_list("pk", "path", "day", "category")) == before
@@ -116,8 +116,8 @@ def test_it_rescores_a_repeated_broken_file_as_the_image_of_its_own_day(two_days
 
 @pytest.mark.django_db
 def test_it_keeps_a_readable_image_copied_to_a_later_day_a_duplicate(two_days, demo_ensemble):
-    services.run_day(day(DAY1))
-    services.run_day(day(DAY2))
+    runs.run_day(day(DAY1))
+    runs.run_day(day(DAY2))
 
     copy = InboxFile.objects.get(path=f"{DAY2}/{DEV}/good-copy.jpg")
     assert copy.status == InboxFile.DUPLICATE
@@ -132,11 +132,11 @@ def test_it_keeps_a_same_day_copy_of_broken_bytes_a_duplicate(data_root, demo_en
     put(settings.INBOX_DIR, DAY1, DEV, "zero.jpg", b"")
     for name in ("a.jpg", "b.jpg"):
         put(settings.INBOX_DIR, DAY2, DEV, name, b"")
-    services.run_day(day(DAY1))
+    runs.run_day(day(DAY1))
 
-    run = services.run_day(day(DAY2), batch_size=batch_size)
+    run = runs.run_day(day(DAY2), batch_size=batch_size)
     put(settings.INBOX_DIR, DAY2, DEV, "late.jpg", b"")  # and one more in a later run of the day
-    late = services.run_day(day(DAY2))
+    late = runs.run_day(day(DAY2))
 
     first = Image.objects.get(day=day(DAY2))
     assert (first.path, first.category) == (f"{DAY2}/{DEV}/a.jpg", "unreadable")
@@ -157,22 +157,22 @@ def test_it_keeps_one_row_when_two_batches_store_the_same_broken_bytes_of_a_day_
     of the same day; A's insert then meets B's row: the constraint keeps one, and A records its
     file as a duplicate of B's image, not of day 1's with the same bytes."""
     put(settings.INBOX_DIR, DAY1, DEV, "zero.jpg", b"")
-    services.run_day(day(DAY1))
+    runs.run_day(day(DAY1))
     for name in ("a.jpg", "b.jpg"):
         put(settings.INBOX_DIR, DAY2, DEV, name, b"")
-    run = services.start_run(day(DAY2))
-    a, b = services.discover(run)
+    run = runs.start_run(day(DAY2))
+    a, b = discovery.discover(run)
     analyse, interleaved, started = Pipeline.analyse, [], []
 
     def b_stores_meanwhile(self, inputs):
         if not started:  # only inside batch A: batch B runs from here, whole
             started.append(b)
-            interleaved.append(services.score_batch(run.pk, [b]))
+            interleaved.append(runs.score_batch(run.pk, [b]))
         return analyse(self, inputs)
 
     monkeypatch.setattr(Pipeline, "analyse", b_stores_meanwhile)
-    batch_a = services.score_batch(run.pk, [a])
-    run = services.finish_run(run.pk)
+    batch_a = runs.score_batch(run.pk, [a])
+    run = runs.finish_run(run.pk)
 
     assert (interleaved[0]["stored"], batch_a["stored"], batch_a["duplicates"]) == (1, 0, 1)
     stored = Image.objects.get(day=day(DAY2))
@@ -196,8 +196,8 @@ def test_it_stores_broken_bytes_once_per_day_and_readable_bytes_once(db):
 
 @pytest.mark.django_db
 def test_it_refuses_to_import_a_label_by_the_sha256_of_unreadable_files_only(two_days, demo_ensemble):
-    services.run_day(day(DAY1))
-    services.run_day(day(DAY2))
+    runs.run_day(day(DAY1))
+    runs.run_day(day(DAY2))
 
     text = f"sha256,label\n{EMPTY},genuine\n{two_days['good']},genuine\n"
     result = label_csv.import_labels(text, user=None, dry_run=True)

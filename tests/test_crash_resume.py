@@ -26,7 +26,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from liveness import demo
-from monitor import services, tasks
+from monitor import claims, discovery, folders, runs, tasks
 from monitor.celery import app as celery_app
 from monitor.models import DailyMetric, Image, InboxFile, Run
 from tests.conftest import ROOT, jpeg_bytes, need_services, put
@@ -180,11 +180,11 @@ SCORER = textwrap.dedent(
     import json, sys
     import django
     django.setup()
-    from monitor import services
+    from monitor import claims, loading, runs
     from monitor.models import Run
     run_id, ids = int(sys.argv[1]), json.loads(sys.argv[2])
-    services.load_ensemble(Run.objects.get(pk=run_id).ensemble)  # warm up before the start signal
-    claim = services._claim
+    loading.load_ensemble(Run.objects.get(pk=run_id).ensemble)  # warm up before the start signal
+    claim = claims.claim
 
     def claim_and_wait(file_ids, token):  # the batch holds its claim until the test says go on
         files = claim(file_ids, token)
@@ -192,10 +192,10 @@ SCORER = textwrap.dedent(
         sys.stdin.readline()
         return files
 
-    services._claim = claim_and_wait
+    runs.claim = claim_and_wait  # where score_batch looks it up
     print("ready", flush=True)
     sys.stdin.readline()
-    print(json.dumps(services.score_batch(run_id, ids)), flush=True)
+    print(json.dumps(runs.score_batch(run_id, ids)), flush=True)
     """
 )
 
@@ -223,9 +223,9 @@ def test_two_overlapping_runs_score_each_file_once(demo_ensemble, data_root, tmp
     need_services()
     files, distinct = make_day(tmp_path, per_day=16)
     day = dt.date.fromisoformat(DAY)
-    both = [services.start_run(day), services.start_run(day)]
-    ids = services.discover(both[0])
-    assert services.discover(both[1]) == ids and len(ids) == len(files)  # nothing claimed yet: both see all
+    both = [runs.start_run(day), runs.start_run(day)]
+    ids = discovery.discover(both[0])
+    assert discovery.discover(both[1]) == ids and len(ids) == len(files)  # nothing claimed yet: both see all
 
     env = {
         **_child_env(data_root, KOALA_CLAIM_SECONDS=str(claim_seconds)),
@@ -243,7 +243,7 @@ def test_two_overlapping_runs_score_each_file_once(demo_ensemble, data_root, tmp
         )
         for run in both
     ]
-    first_token = services.batch_token(both[0].pk, ids)
+    first_token = claims.batch_token(both[0].pk, ids)
     # who scores: the first with its claim held, the second when the first's claim expired
     winner, loser = (both[0], both[1]) if claim_seconds else (both[1], both[0])
     try:
@@ -254,11 +254,11 @@ def test_two_overlapping_runs_score_each_file_once(demo_ensemble, data_root, tmp
         step(procs[1], f"claimed {0 if claim_seconds else len(ids)}")  # the second claims: nothing, or all
         if claim_seconds:
             second = json.loads(step(procs[1], "{"))  # it scores nothing ...
-            superseded = services.finish_run(loser.pk)  # ... and finishes while the first holds every file
+            superseded = runs.finish_run(loser.pk)  # ... and finishes while the first holds every file
             first = json.loads(step(procs[0], "{"))
         else:
             first = json.loads(step(procs[0], "{"))  # its claim went to the second: it stores nothing ...
-            superseded = services.finish_run(loser.pk)  # ... and finishes while the second holds every file
+            superseded = runs.finish_run(loser.pk)  # ... and finishes while the second holds every file
             second = json.loads(step(procs[1], "{"))
         outs = [p.communicate(timeout=60) for p in procs]
     finally:
@@ -278,7 +278,7 @@ def test_two_overlapping_runs_score_each_file_once(demo_ensemble, data_root, tmp
     assert superseded.note.startswith(
         f"superseded: another run of this day (run {winner.pk}) was still scoring {len(ids)} files"
     ), superseded.errors
-    assert services.finish_run(winner.pk).status == Run.DONE
+    assert runs.finish_run(winner.pk).status == Run.DONE
     assert list(Run.objects.filter(day=day).values_list("status", flat=True).order_by("pk")) == [
         Run.DONE if run == winner else Run.SUPERSEDED for run in both
     ]
@@ -295,25 +295,25 @@ def test_two_overlapping_runs_score_each_file_once(demo_ensemble, data_root, tmp
 
 def scoring(run: Run, ids: list[int]) -> None:
     """What a worker in the middle of a batch of `run` holds: a live claim on its files."""
-    assert len(services._claim(ids, services.batch_token(run.pk, ids))) == len(ids)
+    assert len(claims.claim(ids, claims.batch_token(run.pk, ids))) == len(ids)
 
 
 def score_all(run: Run, ids: list[int]) -> Run:
     """Score `ids` for `run` in this process, batch after batch, then finish the run."""
-    return services.run_in_process(run, lambda _: ids, services.score_batch, services.finish_run, batch_size=BATCH)
+    return runs.run_in_process(run, lambda _: ids, runs.score_batch, runs.finish_run, batch_size=BATCH)
 
 
 @pytest.mark.django_db
 def test_it_does_not_mark_the_day_done_while_another_run_scores_it(demo_ensemble, tmp_path, client, personas):
     files, distinct = make_day(tmp_path, per_day=6)
     day = dt.date.fromisoformat(DAY)
-    first = services.start_run(day)
-    ids = services.discover(first)
+    first = runs.start_run(day)
+    ids = discovery.discover(first)
     scoring(first, ids)
 
-    second = services.start_run(day)
-    assert services.discover(second) == []  # every file is claimed by the first
-    second = services.finish_run(second.pk)
+    second = runs.start_run(day)
+    assert discovery.discover(second) == []  # every file is claimed by the first
+    second = runs.finish_run(second.pk)
 
     assert second.status == Run.SUPERSEDED
     assert second.note == (
@@ -326,8 +326,8 @@ def test_it_does_not_mark_the_day_done_while_another_run_scores_it(demo_ensemble
         page = client.get(url).content.decode()
         assert 'class="status-superseded"' in page and f"(run {first.pk}) was still scoring" in page, url
 
-    services.score_batch(first.pk, ids)  # the first run's batch ends
-    first = services.finish_run(first.pk)
+    runs.score_batch(first.pk, ids)  # the first run's batch ends
+    first = runs.finish_run(first.pk)
     assert first.status == Run.DONE and first.note == ""
     assert DailyMetric.objects.get(day=day, device=None).images == len(distinct)
     assert Run.objects.get(pk=second.pk).status == Run.SUPERSEDED
@@ -339,12 +339,12 @@ def test_it_leaves_the_day_to_a_later_run_that_found_more_files(demo_ensemble, t
     first, is superseded; the second finishes the day."""
     make_day(tmp_path, per_day=4)
     day = dt.date.fromisoformat(DAY)
-    first = services.start_run(day)
-    first_ids = services.discover(first)
+    first = runs.start_run(day)
+    first_ids = discovery.discover(first)
     sample = demo.render_sample(np.random.default_rng(3), label="genuine", face_size=200, yaw=0, pitch=0, blur=0)
     put(settings.INBOX_DIR, DAY, "late-device", "late.jpg", jpeg_bytes(sample))
-    second = services.start_run(day)
-    second_ids = services.discover(second)
+    second = runs.start_run(day)
+    second_ids = discovery.discover(second)
     assert len(second_ids) == len(first_ids) + 1  # nothing claimed yet: it sees the first one's files too
 
     assert score_all(first, first_ids).status == Run.SUPERSEDED  # the late file waits for the second
@@ -356,8 +356,8 @@ def test_it_leaves_the_day_to_a_later_run_that_found_more_files(demo_ensemble, t
 def test_it_marks_a_run_whose_worker_died_as_failed_when_the_day_runs_again(demo_ensemble, tmp_path):
     make_day(tmp_path, per_day=6)
     day = dt.date.fromisoformat(DAY)
-    dead, alive, done = (services.start_run(day) for _ in range(3))
-    ids = services.discover(dead)
+    dead, alive, done = (runs.start_run(day) for _ in range(3))
+    ids = discovery.discover(dead)
     scoring(dead, ids[:BATCH])
     scoring(alive, ids[BATCH:])
     InboxFile.objects.filter(claimed_by__startswith=f"run{dead.pk}:").update(  # its worker was killed
@@ -366,7 +366,7 @@ def test_it_marks_a_run_whose_worker_died_as_failed_when_the_day_runs_again(demo
     Run.objects.filter(pk__in=[dead.pk, alive.pk]).update(status=Run.RUNNING)
     Run.objects.filter(pk=done.pk).update(status=Run.DONE)
 
-    new = services.start_run(day)
+    new = runs.start_run(day)
 
     dead.refresh_from_db()
     assert dead.status == Run.FAILED and dead.finished_at is not None
@@ -375,7 +375,7 @@ def test_it_marks_a_run_whose_worker_died_as_failed_when_the_day_runs_again(demo
     )
     assert Run.objects.get(pk=alive.pk).status == Run.RUNNING  # its batch still holds its files
     assert Run.objects.get(pk=done.pk).status == Run.DONE
-    assert services.discover(new) == ids[:BATCH]  # the dead run's files come back
+    assert discovery.discover(new) == ids[:BATCH]  # the dead run's files come back
 
 
 # --- interrupted writes ------------------------------------------------------------------------------
@@ -389,51 +389,51 @@ def test_it_leaves_no_file_behind_when_a_write_fails(tmp_path):
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OSError, match="No space left"):
-        services.atomic_write(dst, half_a_write)
+        folders.atomic_write(dst, half_a_write)
     assert list(dst.parent.iterdir()) == []  # neither the file nor its temporary
 
     dst.write_bytes(b"the earlier version")
     with pytest.raises(OSError):
-        services.atomic_write(dst, half_a_write)
+        folders.atomic_write(dst, half_a_write)
     assert list(dst.parent.iterdir()) == [dst] and dst.read_bytes() == b"the earlier version"
 
 
 def test_it_removes_only_stale_temporary_files(tmp_path):
     folder = tmp_path / "thumbs" / "ab"
     folder.mkdir(parents=True)
-    temp = services.temp_path(folder / f"ab{'0' * 62}.jpg")
+    temp = folders.temp_path(folder / f"ab{'0' * 62}.jpg")
     keep = [folder / f"ab{'0' * 62}.jpg", folder / ".hidden", folder / ".x.jpg.tmp", folder / ".x.jpg.NOTHEX12.tmp"]
     for p in [temp, *keep]:
         p.write_bytes(b"x")
 
-    assert services.remove_stale_temp_files([folder, tmp_path / "missing"]) == 0  # just written: maybe in progress
+    assert folders.remove_stale_temp_files([folder, tmp_path / "missing"]) == 0  # just written: maybe in progress
     assert temp.exists()
     time.sleep(0.02)
-    assert services.remove_stale_temp_files([folder], older_than=0.01) == 1
+    assert folders.remove_stale_temp_files([folder], older_than=0.01) == 1
     assert sorted(folder.iterdir()) == sorted(keep)
 
 
 @pytest.mark.django_db
 def test_it_removes_temporary_files_a_killed_write_left_at_the_end_of_the_run(demo_ensemble, tmp_path, monkeypatch):
     make_day(tmp_path, per_day=4)
-    run = services.run_day(dt.date.fromisoformat(DAY))
+    run = runs.run_day(dt.date.fromisoformat(DAY))
     im = Image.objects.exclude(category="unreadable").first()
     # killed while writing this image's link and thumbnail: temporaries, no thumbnail recorded
     thumb = settings.THUMBS_DIR / im.thumb_relpath
     thumb.unlink()
     Image.objects.filter(pk=im.pk).update(has_thumbnail=False)
-    stale = [services.temp_path(settings.SORTED_DIR / im.sorted_path), services.temp_path(thumb)]
+    stale = [folders.temp_path(settings.SORTED_DIR / im.sorted_path), folders.temp_path(thumb)]
     for p in stale:
         p.write_bytes(b"half")
-    monkeypatch.setattr(services, "STALE_TEMP_SECONDS", 0)
+    monkeypatch.setattr(folders, "STALE_TEMP_SECONDS", 0)
     time.sleep(0.02)
 
-    assert services.finish_run(run.pk).status == Run.DONE
+    assert runs.finish_run(run.pk).status == Run.DONE
     assert not any(p.exists() for p in stale)
     assert thumb.is_file() and Image.objects.get(pk=im.pk).has_thumbnail
 
-    thumb_temp = services.temp_path(thumb)
+    thumb_temp = folders.temp_path(thumb)
     thumb_temp.write_bytes(b"half")
     time.sleep(0.02)
-    services.rebuild_folders(dt.date.fromisoformat(DAY))
+    folders.rebuild_folders(dt.date.fromisoformat(DAY))
     assert not thumb_temp.exists()

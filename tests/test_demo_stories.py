@@ -291,14 +291,14 @@ def share_counted(day: dt.date, measure: str, dims: str, value: str) -> float:
 
 @pytest.mark.django_db
 def test_it_explains_each_story_by_its_planted_cause_and_groups_the_burst_as_planned(demo_ensemble):
-    from monitor import services
+    from monitor import runs
     from monitor.explain import explain_day
     from monitor.models import Image
 
     days, end = 18, dt.date(2026, 10, 31)
     _, plan = demo_stories.generate(settings.INBOX_DIR, days=days, per_day=100, seed=SEED, end_day=end)
     for day in demo.days_ending(end, days):
-        services.run_day(day)
+        runs.run_day(day)
 
     found, wrong = {}, []
     for name, (measure, cause) in EXPECTED.items():

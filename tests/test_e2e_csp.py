@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from liveness import demo
-from monitor import services
+from monitor import runs
 from monitor.models import Image
 from tests.conftest import log_in, make_user, wait_for_trend_chart
 
@@ -30,7 +30,7 @@ def scored_days(demo_ensemble, settings, tmp_path):
     demo.generate_inbox(out, days=2, per_day=30, seed=21, end_day=DAY)
     shutil.copytree(out, settings.INBOX_DIR, dirs_exist_ok=True)
     for day in (DAY - dt.timedelta(days=1), DAY):
-        services.run_day(day)
+        runs.run_day(day)
 
 
 def violations(page, console: list[str]) -> list[str]:

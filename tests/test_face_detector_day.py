@@ -13,7 +13,7 @@ from PIL import Image as PILImage
 
 from liveness.decode import decode_image
 from liveness.detect import FaceDetector, load_detector_manifest
-from monitor import services
+from monitor import loading, runs
 from monitor.models import Image, Run
 from tests.conftest import put
 
@@ -36,9 +36,9 @@ def detector(settings, tmp_path):
     manifest = tmp_path / "ultraface.toml"
     manifest.write_text(text.replace('"version-RFB-320.onnx"', f'"{DETECTORS / "version-RFB-320.onnx"}"'))
     settings.KOALA_FACE_DETECTOR = str(manifest)
-    services._detectors.clear()
+    loading.clear_caches()
     yield manifest
-    services._detectors.clear()
+    loading.clear_caches()
 
 
 def grey_jpeg(path: Path) -> bytes:
@@ -50,7 +50,7 @@ def test_it_finds_the_face_of_an_image_without_a_sidecar_box(data_root, demo_ens
     put(settings.INBOX_DIR, DAY, "gate-1", "one.jpg", (FACES / "one_face.jpg").read_bytes())
     put(settings.INBOX_DIR, DAY, "gate-1", "group.jpg", (FACES / "group_five.jpg").read_bytes())
     put(settings.INBOX_DIR, DAY, "gate-1", "grey.jpg", grey_jpeg(tmp_path / "grey.jpg"))
-    run = services.run_day(dt.date.fromisoformat(DAY))
+    run = runs.run_day(dt.date.fromisoformat(DAY))
 
     one = Image.objects.get(path__endswith="one.jpg")
     assert one.box_source == "detector"
@@ -76,7 +76,7 @@ def test_it_finds_the_face_of_an_image_without_a_sidecar_box(data_root, demo_ens
 def test_it_prefers_the_sidecar_box_over_the_detector(data_root, demo_ensemble, detector, settings):
     box = {"x": 400, "y": 200, "w": 150, "h": 150}
     put(settings.INBOX_DIR, DAY, "gate-1", "one.jpg", (FACES / "one_face.jpg").read_bytes(), {"face": box})
-    services.run_day(dt.date.fromisoformat(DAY))
+    runs.run_day(dt.date.fromisoformat(DAY))
     im = Image.objects.get()
     assert im.box_source == "sidecar"
     assert (im.box_x, im.box_y, im.box_w, im.box_h) == (400, 200, 150, 150)
@@ -85,7 +85,7 @@ def test_it_prefers_the_sidecar_box_over_the_detector(data_root, demo_ensemble, 
 
 def test_it_shows_the_detection_score_on_the_image_page(data_root, demo_ensemble, detector, settings, client, personas):
     put(settings.INBOX_DIR, DAY, "gate-1", "one.jpg", (FACES / "one_face.jpg").read_bytes())
-    services.run_day(dt.date.fromisoformat(DAY))
+    runs.run_day(dt.date.fromisoformat(DAY))
     im = Image.objects.get()
     client.force_login(personas["viewer"])
     page = client.get(f"/images/{im.pk}/").content.decode()
@@ -96,7 +96,7 @@ def test_it_refuses_to_score_with_a_broken_detector_manifest(data_root, demo_ens
     bad = tmp_path / "bad.toml"
     bad.write_text('[detector]\nname = "x"\nfamily = "retina"\nfile = "x.onnx"\n')
     settings.KOALA_FACE_DETECTOR = str(bad)
-    services._detectors.clear()
+    loading.clear_caches()
     put(settings.INBOX_DIR, DAY, "gate-1", "one.jpg", (FACES / "one_face.jpg").read_bytes())
     with pytest.raises(CommandError, match="KOALA_FACE_DETECTOR.*detector.family"):
         call_command("score_day", DAY)
@@ -105,14 +105,14 @@ def test_it_refuses_to_score_with_a_broken_detector_manifest(data_root, demo_ens
 
 def test_it_names_the_detector_on_the_run_page(data_root, demo_ensemble, detector, settings, client, personas):
     put(settings.INBOX_DIR, DAY, "gate-1", "one.jpg", (FACES / "one_face.jpg").read_bytes())
-    run = services.run_day(dt.date.fromisoformat(DAY))
+    run = runs.run_day(dt.date.fromisoformat(DAY))
     client.force_login(personas["viewer"])
     assert run.detector in client.get(f"/runs/{run.pk}/").content.decode()
 
 
 def test_it_tells_the_admin_when_the_detector_manifest_is_broken(data_root, demo_ensemble, settings, client, personas):
     settings.KOALA_FACE_DETECTOR = str(settings.DATA_DIR / "missing.toml")
-    services._detectors.clear()
+    loading.clear_caches()
     client.force_login(personas["admin"])
     page = client.post("/runs/start", {"day": DAY, "ensemble": demo_ensemble.name}, follow=True).content.decode()
     assert "KOALA_FACE_DETECTOR" in page and "cannot read" in page

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from liveness import demo
-from monitor import services
+from monitor import runs
 from monitor.models import Image
 from tests import factories as f
 from tests.conftest import jpeg_bytes, put, sidecar_for
@@ -133,7 +133,7 @@ def test_it_steps_to_the_previous_and_next_image_within_the_filter(viewer_client
 def test_it_draws_the_face_box_and_each_models_crop(viewer_client, demo_ensemble, settings):
     s = demo.render_sample(np.random.default_rng(4), label="genuine", face_size=200)
     put(settings.INBOX_DIR, DAY.isoformat(), "phone-01", "a.jpg", jpeg_bytes(s), sidecar_for(s))
-    services.run_day(DAY)
+    runs.run_day(DAY)
     im = Image.objects.get()
 
     html = viewer_client.get(reverse("image", args=[im.pk])).content.decode()
@@ -150,7 +150,7 @@ def test_it_serves_images_and_thumbnails_only_through_the_permission_check(clien
     s = demo.render_sample(np.random.default_rng(5), label="genuine", face_size=200)
     data = jpeg_bytes(s)
     put(settings.INBOX_DIR, DAY.isoformat(), "phone-01", "a.jpg", data, sidecar_for(s))
-    services.run_day(DAY)
+    runs.run_day(DAY)
     im = Image.objects.get()
 
     client.force_login(personas["viewer"])

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from liveness import demo
-from monitor import services
+from monitor import runs
 from monitor.models import Image, Run, ShadowScore
 from monitor.registry import register_manifest
 from tests.conftest import DEMO_MANIFEST
@@ -23,7 +23,7 @@ DAY = dt.date(2026, 11, 20)
 def shadowed_image(demo_ensemble):
     """An image scored by production (the demo ensemble) and by a shadow run of fas_a alone."""
     demo.generate_inbox(settings.INBOX_DIR, days=1, per_day=8, seed=21, end_day=DAY)
-    assert services.run_day(DAY).status == Run.DONE
+    assert runs.run_day(DAY).status == Run.DONE
     register_manifest(DEMO_MANIFEST.parent / "fas_a.toml", threshold=0.3)
     call_command("score_day", DAY.isoformat(), "--ensemble", "fas_a", stdout=io.StringIO(), stderr=io.StringIO())
     shadow = ShadowScore.objects.select_related("image", "run").order_by("id").first()
@@ -67,7 +67,7 @@ def test_it_gives_every_scoring_in_the_api(client, personas, shadowed_image):
 @pytest.mark.django_db
 def test_it_shows_no_shadow_section_for_an_image_only_production_scored(client, personas, demo_ensemble):
     demo.generate_inbox(settings.INBOX_DIR, days=1, per_day=6, seed=22, end_day=DAY)
-    services.run_day(DAY)
+    runs.run_day(DAY)
     im = Image.objects.exclude(score=None).first()
     client.force_login(personas["viewer"])
     assert "Shadow runs" not in client.get(reverse("image", args=[im.pk])).content.decode()

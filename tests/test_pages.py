@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
-from monitor import services
+from monitor import runs
 from tests.conftest import make_user, put
 
 
@@ -31,7 +31,7 @@ def test_it_creates_the_three_roles():
 @pytest.mark.django_db
 def test_it_shows_days_and_runs_on_the_overview(client, viewer, demo_ensemble, settings):
     put(settings.INBOX_DIR, "2026-11-20", "phone-01", "broken.jpg", b"not an image")
-    services.run_day(dt.date(2026, 11, 20))
+    runs.run_day(dt.date(2026, 11, 20))
     client.force_login(viewer)
 
     html = client.get(reverse("home")).content.decode()

@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 
 from liveness import demo
-from monitor import alerts, daily, services
+from monitor import alerts, daily, runs
 from monitor.models import Alert, DailyMetric, Image, Run
 from monitor.registry import activate_ensemble, register_manifest, set_threshold
 from tests import factories as f
@@ -47,11 +47,11 @@ def two_ensemble_day(demo_ensemble, personas, settings):
     """A day scored by the demo ensemble, then, after fas_a alone was activated, its late files
     scored by fas_a: the hourly rescan's situation."""
     demo.generate_inbox(settings.INBOX_DIR, days=1, per_day=30, seed=13, end_day=DAY)
-    assert services.run_day(DAY).status == Run.DONE
+    assert runs.run_day(DAY).status == Run.DONE
     second = register_manifest(FAS_A, threshold=0.3)
     activate_ensemble(second, user=personas["admin"], note="try fas_a alone")
     demo.generate_inbox(settings.INBOX_DIR, days=1, per_day=30, seed=14, end_day=DAY)  # late files
-    assert services.run_day(DAY, trigger="rescan").status == Run.DONE
+    assert runs.run_day(DAY, trigger="rescan").status == Run.DONE
     return demo_ensemble, second
 
 

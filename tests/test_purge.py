@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from liveness import demo
-from monitor import purge, services, tasks
+from monitor import discovery, folders, purge, runs, tasks
 from monitor.models import DailyMetric, Image, InboxFile
 from tests import factories as f
 from tests.conftest import jpeg_bytes, put, sidecar_for
@@ -38,7 +38,7 @@ def two_days(demo_ensemble, settings):
                 put(settings.INBOX_DIR, day.isoformat(), "phone-02", "again.jpg", data)
         if day == OLD:
             put(settings.INBOX_DIR, day.isoformat(), "phone-01", "broken.jpg", b"not an image")
-        services.run_day(day)
+        runs.run_day(day)
 
 
 def files(root: Path) -> set[str]:
@@ -89,7 +89,7 @@ def test_it_deletes_the_inbox_originals_only_when_asked(two_days, settings):
     left = files(settings.INBOX_DIR / OLD.isoformat())
     assert left == {f"phone-01/face{i}.json" for i in range(3)}  # the sidecars (no image) stay
     assert InboxFile.objects.filter(day=OLD).count() == 5  # the records stay: a re-scan finds nothing new
-    assert not services.has_work(OLD)
+    assert not discovery.has_work(OLD)
     assert files(settings.INBOX_DIR / RECENT.isoformat()) >= {f"phone-01/face{i}.jpg" for i in range(3)}
 
 
@@ -254,8 +254,8 @@ def test_it_schedules_the_purge_when_a_retention_period_is_set(tmp_path):
 
 def test_it_does_not_bring_purged_files_back_on_a_rebuild(two_days, settings):
     purge.purge_images(30, today=TODAY)
-    services.rebuild_folders(OLD)
-    services.run_day(OLD, rescore=True)
+    folders.rebuild_folders(OLD)
+    runs.run_day(OLD, rescore=True)
     assert not (settings.SORTED_DIR / OLD.isoformat()).exists()
     assert all(not (settings.THUMBS_DIR / im.thumb_relpath).exists() for im in Image.objects.filter(day=OLD))
 

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from liveness import demo
-from monitor import services, tasks
+from monitor import claims, db, discovery, errors, folders, runs, tasks
 from monitor.models import Image, InboxFile, Run
 from tests.conftest import jpeg_bytes, put, sidecar_for
 
@@ -49,7 +49,7 @@ def snapshot(root: Path) -> dict:
 
 
 def score(*days: str, **kw) -> list[Run]:
-    return [services.run_day(dt.date.fromisoformat(d), **kw) for d in days]
+    return [runs.run_day(dt.date.fromisoformat(d), **kw) for d in days]
 
 
 def folder_counts() -> Counter:
@@ -112,14 +112,14 @@ def test_it_picks_up_a_file_that_arrives_late(inbox, demo_ensemble):
     s = demo.render_sample(np.random.default_rng(99), label="genuine", face_size=200)
     put(inbox, DAYS[0], "phone-02", "late.jpg", jpeg_bytes(s), sidecar_for(s))
 
-    assert services.has_work(dt.date.fromisoformat(DAYS[0]))
+    assert discovery.has_work(dt.date.fromisoformat(DAYS[0]))
     (run,) = score(DAYS[0])
 
     assert run.total == 1 and run.new_images == 1
     assert Image.objects.filter(day=DAYS[0]).count() == n + 1
     late = Image.objects.get(path=f"{DAYS[0]}/phone-02/late.jpg")
     assert late.label == "genuine" and late.score is not None
-    assert not services.has_work(dt.date.fromisoformat(DAYS[0]))
+    assert not discovery.has_work(dt.date.fromisoformat(DAYS[0]))
 
 
 @pytest.mark.django_db
@@ -182,7 +182,7 @@ def test_it_scores_deterministically(inbox, demo_ensemble):
 def test_it_never_modifies_the_inbox(inbox, demo_ensemble):
     before = snapshot(inbox)
     score(*DAYS)
-    services.rebuild_folders()
+    folders.rebuild_folders()
     assert snapshot(inbox) == before
 
 
@@ -193,7 +193,7 @@ def test_it_rebuilds_the_folders_from_the_database(inbox, demo_ensemble):
     shutil.rmtree(settings.SORTED_DIR)
     shutil.rmtree(settings.THUMBS_DIR)
 
-    services.rebuild_folders()
+    folders.rebuild_folders()
 
     assert folder_counts() == expected == db_counts()
     assert all((settings.THUMBS_DIR / im.thumb_relpath).is_file() for im in Image.objects.filter(has_thumbnail=True))
@@ -216,39 +216,39 @@ def test_it_gates_low_quality_faces_but_still_scores_them(inbox, demo_ensemble):
 
 @pytest.mark.django_db
 def test_it_leaves_files_claimed_by_another_batch_alone(inbox, demo_ensemble):
-    run = services.start_run(dt.date.fromisoformat(DAYS[0]))
-    ids = services.discover(run)
-    other = services._claim(ids[:10], "another-worker")
+    run = runs.start_run(dt.date.fromisoformat(DAYS[0]))
+    ids = discovery.discover(run)
+    other = claims.claim(ids[:10], "another-worker")
     assert len(other) == 10
 
-    mine = services.score_batch(run.pk, ids[:15])
+    mine = runs.score_batch(run.pk, ids[:15])
 
     assert mine["files"] == 5  # only the five nobody had claimed
     assert InboxFile.objects.filter(pk__in=ids[:10], status=InboxFile.PENDING).count() == 10
     # the other worker died: once its claim expires, the files come back
     InboxFile.objects.filter(claimed_by="another-worker").update(claimed_until=timezone.now() - dt.timedelta(seconds=1))
-    assert services.score_batch(run.pk, ids[:10])["files"] == 10
+    assert runs.score_batch(run.pk, ids[:10])["files"] == 10
     assert not InboxFile.objects.filter(pk__in=ids[:15], status=InboxFile.PENDING).exists()
 
 
 @pytest.mark.django_db
 def test_it_lets_a_retried_batch_take_its_own_files_again(inbox, demo_ensemble):
-    run = services.start_run(dt.date.fromisoformat(DAYS[0]))
-    ids = services.discover(run)[:8]
-    services._claim(ids, services.batch_token(run.pk, ids))  # the first attempt claimed, then failed
+    run = runs.start_run(dt.date.fromisoformat(DAYS[0]))
+    ids = discovery.discover(run)[:8]
+    claims.claim(ids, claims.batch_token(run.pk, ids))  # the first attempt claimed, then failed
 
-    assert services.score_batch(run.pk, ids)["files"] == 8
+    assert runs.score_batch(run.pk, ids)["files"] == 8
 
 
 @pytest.mark.django_db
 def test_it_reports_a_run_whose_files_are_still_claimed_as_not_done(inbox, demo_ensemble):
-    run = services.start_run(dt.date.fromisoformat(DAYS[0]))
-    ids = services.discover(run)
-    services._claim(ids[:3], "a-worker-that-died")
+    run = runs.start_run(dt.date.fromisoformat(DAYS[0]))
+    ids = discovery.discover(run)
+    claims.claim(ids[:3], "a-worker-that-died")
 
-    for batch in services.chunks(ids, 20):
-        services.score_batch(run.pk, batch)
-    run = services.finish_run(run.pk)
+    for batch in db.chunks(ids, 20):
+        runs.score_batch(run.pk, batch)
+    run = runs.finish_run(run.pk)
 
     assert run.status == Run.FAILED
     assert run.errors[0]["reason"] == "3 files are still pending; re-run the day to finish them"
@@ -336,7 +336,7 @@ def test_it_marks_the_run_failed_when_scoring_breaks(inbox, demo_ensemble, monke
     def broken(*args, **kwargs):
         raise RuntimeError("model file vanished")
 
-    monkeypatch.setattr(services, "load_ensemble", broken)
+    monkeypatch.setattr(runs, "load_ensemble", broken)
     with pytest.raises(RuntimeError):
         tasks.score_day.delay(DAYS[0])
 
@@ -346,8 +346,8 @@ def test_it_marks_the_run_failed_when_scoring_breaks(inbox, demo_ensemble, monke
 
 @pytest.mark.django_db
 def test_it_refuses_to_run_without_an_active_ensemble(inbox):
-    with pytest.raises(services.JobError, match="no active ensemble"):
-        services.run_day(dt.date.fromisoformat(DAYS[0]))
+    with pytest.raises(errors.JobError, match="no active ensemble"):
+        runs.run_day(dt.date.fromisoformat(DAYS[0]))
 
 
 @pytest.mark.django_db

@@ -18,7 +18,7 @@ from django.urls import reverse
 from liveness import demo
 from liveness.boxes import Box
 from liveness.pipeline import FileInput, Pipeline
-from monitor import services, shadow
+from monitor import errors, loading, runs, shadow
 from monitor.models import (
     Alert,
     DailyMetric,
@@ -49,7 +49,7 @@ def small_day(tmp_path_factory):
 def scored_day(small_day, demo_ensemble, data_root):
     """The day scored by production (the active demo ensemble: fas_a, fas_b, fas_c)."""
     shutil.copytree(small_day, settings.INBOX_DIR, dirs_exist_ok=True)
-    run = services.run_day(DAY)
+    run = runs.run_day(DAY)
     assert run.status == Run.DONE
     return run
 
@@ -131,8 +131,8 @@ def test_it_matches_a_direct_computation_for_one_image(scored_day, fas_a_only):
     path = settings.INBOX_DIR / im.path
     side = path.with_suffix(".json")
     box = Box(im.box_x, im.box_y, im.box_w, im.box_h)
-    ens = services.load_ensemble(fas_a_only)
-    (r,) = Pipeline(ens, services.gates_from_settings()).analyse(
+    ens = loading.load_ensemble(fas_a_only)
+    (r,) = Pipeline(ens, loading.gates_from_settings()).analyse(
         [FileInput(path.read_bytes(), side.read_bytes() if side.exists() else None, box=box)]
     )
 
@@ -185,7 +185,7 @@ def test_it_records_a_missing_file_and_scores_the_rest(scored_day, fas_a_only):
 
 @pytest.mark.django_db
 def test_it_refuses_a_shadow_run_of_the_active_ensemble(demo_ensemble):
-    with pytest.raises(services.JobError, match="active ensemble"):
+    with pytest.raises(errors.JobError, match="active ensemble"):
         shadow.start_shadow_run(DAY, demo_ensemble)
     assert not Run.objects.exists()
 
@@ -321,7 +321,7 @@ def test_it_follows_the_active_threshold_and_records_the_change(scored_day, pers
     from monitor.registry import set_threshold
 
     first = one_model(io.StringIO(), "fas_c")
-    set_threshold(services.active_ensemble(), 0.6, user=personas["admin"], note="tighter")
+    set_threshold(loading.active_ensemble(), 0.6, user=personas["admin"], note="tighter")
 
     second = one_model(io.StringIO(), "fas_c", "--rescore")
 

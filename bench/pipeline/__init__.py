@@ -18,11 +18,11 @@ temporary SQLite file (or a fresh PostgreSQL database `koala_bench_pipeline`). S
    every crop and the thumbnail keep at least their output size in pixels;
 3. inference ceiling: the ensemble's models (`LivenessModel.probabilities`) on uint8 crops at batch
    1, 8, 32, 64, as N processes x 1 onnxruntime thread, 1 process x N threads and N x N;
-4. end to end: `services.start_run` + `discover`, then a pool of N worker processes (like
+4. end to end: `runs.start_run` + `discover`, then a pool of N worker processes (like
    `celery worker --concurrency N` with KOALA_ORT_THREADS=1, docker-compose) each calling
-   `services.score_batch` on KOALA_BATCH_SIZE ids, then `finish_run`; the rate is images / (first
+   `runs.score_batch` on KOALA_BATCH_SIZE ids, then `finish_run`; the rate is images / (first
    batch sent .. finish_run done); each worker's VmRSS / VmHWM after every batch;
-5. in-process reference runs (`services.run_day` on copies of the first images, bytes changed by a
+5. in-process reference runs (`runs.run_day` on copies of the first images, bytes changed by a
    trailer after the JPEG end so they are new images): onnxruntime default threads (what
    `manage.py score_day` does) and 1 thread (a worker's share), the latter timed per stage by
    wrapping library functions from the outside (no production code is changed);

@@ -23,9 +23,9 @@ def _worker_init(threads: int):
     import django
 
     django.setup()
-    from monitor import services
+    from monitor import loading
 
-    services.load_ensemble(services.active_ensemble())  # sessions loaded before the clock starts
+    loading.load_ensemble(loading.active_ensemble())  # sessions loaded before the clock starts
 
 
 def _worker_ready(_):
@@ -36,14 +36,14 @@ def _worker_ready(_):
 def _worker_batch(job):
     from django.db import OperationalError
 
-    from monitor import services
+    from monitor import runs
 
     run_id, ids = job
     t0, c0, r0 = time.time(), time.process_time(), rusage()
     retries, error = 0, ""
     while True:
         try:
-            res = services.score_batch(run_id, ids)
+            res = runs.score_batch(run_id, ids)
             break
         except OperationalError as exc:  # Celery retries these (tasks.TRANSIENT) with a backoff
             error = str(exc)
@@ -68,23 +68,23 @@ def _worker_batch(job):
 def _score_day(args, ctx, batch_size: int) -> tuple[dict, list[dict], int, dict]:
     """start_run + discover, the batches in the pool, finish_run: (worker memory when ready, the
     batches' results, images, clock marks)."""
-    from monitor import services
+    from monitor import db, discovery, runs
 
     with spawn_pool(ctx, args.workers, args.worker_env, _worker_init, (args.ort_threads,)) as pool:
         ready = dict(pool.map(_worker_ready, range(args.workers * 2), chunksize=1))
         t_run = time.perf_counter()
-        run = services.start_run(DAY_E2E, trigger="bench")
-        ids = services.discover(run)
+        run = runs.start_run(DAY_E2E, trigger="bench")
+        ids = discovery.discover(run)
         t0 = time.perf_counter()
         results = []
         done = 0
-        for res in pool.imap_unordered(_worker_batch, [(run.pk, b) for b in services.chunks(ids, batch_size)]):
+        for res in pool.imap_unordered(_worker_batch, [(run.pk, b) for b in db.chunks(ids, batch_size)]):
             results.append(res)
             done += res.get("files", 0)
             if len(results) % 5 == 0:
                 print(f"  {done}/{len(ids)} images ({time.perf_counter() - t0:.0f} s)", flush=True)
         t_batches = time.perf_counter()
-        services.finish_run(run.pk, [{k: r[k] for k in ("score_s",) if k in r} for r in results])
+        runs.finish_run(run.pk, [{k: r[k] for k in ("score_s",) if k in r} for r in results])
         t_end = time.perf_counter()
     results.sort(key=lambda r: r["t1"])
     return ready, results, len(ids), {"run": t_run, "start": t0, "batches": t_batches, "end": t_end}

@@ -9,7 +9,10 @@ import platform
 from bench._common import ROOT, cpu_model, git
 
 CODE_FILES = [
-    "monitor/services.py",
+    "monitor/discovery.py",
+    "monitor/claims.py",
+    "monitor/runs.py",
+    "monitor/folders.py",
     "liveness/pipeline.py",
     "liveness/decode.py",
     "liveness/crop.py",

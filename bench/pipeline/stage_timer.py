@@ -1,4 +1,4 @@
-"""The in-process reference runs of `services.run_day`, one of them timed per stage by wrapping
+"""The in-process reference runs of `runs.run_day`, one of them timed per stage by wrapping
 library functions from the outside (no production code is changed)."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class StageTimer:
 
 
 class _TimedHashlib:
-    """Stands in for `hashlib` in monitor.services so that its sha256 calls are timed."""
+    """Stands in for `hashlib` in monitor.runs so that its sha256 calls are timed."""
 
     def __init__(self, timer):
         import hashlib
@@ -127,20 +127,20 @@ def _targets() -> list[tuple]:
 
     import liveness.pipeline as lp
     from liveness.runtime import LivenessModel
-    from monitor import alerts, daily, labels, services
+    from monitor import alerts, daily, folders, labels, runs
 
+    # each name where its caller looks it up: run_day and score_batch call them from monitor.runs
     return [
-        (services, "discover", "discover"),
-        (services, "score_batch", "score_batch"),
-        (services, "finish_run", "finish_run"),
-        (services, "_claim", "claim"),
-        (services, "_read", "read"),
-        (services, "_store", "store"),
-        (services, "_store_all", "store"),
-        (services, "_image_fields", "store"),
-        (services, "write_files", "write_files"),
-        (services, "_link_or_copy", "link"),
-        (services, "atomic_write", "atomic_write"),
+        (runs, "discover", "discover"),
+        (runs, "score_batch", "score_batch"),
+        (runs, "finish_run", "finish_run"),
+        (runs, "claim", "claim"),
+        (runs, "_read", "read"),
+        (runs, "_store_all", "store"),
+        (runs, "_image_fields", "store"),
+        (runs, "write_files", "write_files"),
+        (folders, "link_or_copy", "link"),
+        (folders, "atomic_write", "atomic_write"),
         (labels, "record_sidecar_labels", "labels"),
         (daily, "compute_day", "compute_day"),
         (alerts, "evaluate_day", "evaluate_day"),
@@ -161,10 +161,10 @@ def _targets() -> list[tuple]:
 
 
 def _plain_run(day: dt.date, threads: int) -> dict:
-    from monitor import services
+    from monitor import runs
 
     t0, c0 = time.perf_counter(), time.process_time()
-    run = services.run_day(day, trigger="bench")
+    run = runs.run_day(day, trigger="bench")
     secs, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
         "images": run.total,
@@ -180,19 +180,19 @@ def _timed_run(day: dt.date, timer: StageTimer) -> tuple[int, float, float, tupl
     seconds, rusage before, after)."""
     from django.db import connection
 
-    from monitor import services
+    from monitor import runs
 
     targets = _targets()
-    real_hashlib = services.hashlib
-    services.hashlib = _TimedHashlib(timer)
+    real_hashlib = runs.hashlib
+    runs.hashlib = _TimedHashlib(timer)
     sql = timer.wrap("sql", lambda execute, sql, params, many, context: execute(sql, params, many, context))
     try:
         with timer.patched(targets), connection.execute_wrapper(sql):
             t0, c0, r0 = time.perf_counter(), time.process_time(), rusage()
-            run = timer.wrap("run_day", services.run_day)(day, trigger="bench")
+            run = timer.wrap("run_day", runs.run_day)(day, trigger="bench")
             secs, cpu, r1 = time.perf_counter() - t0, time.process_time() - c0, rusage()
     finally:
-        services.hashlib = real_hashlib
+        runs.hashlib = real_hashlib
     return run.total, secs, cpu, r0, r1
 
 
@@ -223,14 +223,14 @@ def _profile(day: dt.date, threads: int, timer: StageTimer) -> dict:
 
 
 def inprocess(day: dt.date, threads: int, timer: StageTimer | None = None) -> dict:
-    """services.run_day in this process, onnxruntime with `threads` (0 = its default)."""
+    """runs.run_day in this process, onnxruntime with `threads` (0 = its default)."""
     from django.conf import settings
 
-    from monitor import services
+    from monitor import loading
 
     settings.KOALA_ORT_THREADS = threads
-    services._loaded.clear()
-    services.load_ensemble(services.active_ensemble())
+    loading.clear_caches()
+    loading.load_ensemble(loading.active_ensemble())
     if timer is None:
         return _plain_run(day, threads)
     return _profile(day, threads, timer)

@@ -168,9 +168,9 @@ def _differences(s: _Sample, ens) -> dict:
 
 def whatif(args, files: list[dict]) -> dict:
     from liveness.pipeline import Pipeline
-    from monitor import services
+    from monitor import loading
 
-    ens = services.load_ensemble(services.active_ensemble())  # 1 thread (set by the profiled run)
+    ens = loading.load_ensemble(loading.active_ensemble())  # 1 thread (set by the profiled run)
     pipeline = Pipeline(ens)
     sample = [f for f in files if not f["big"]][: args.whatif_images] + [f for f in files if f["big"]][
         : args.whatif_images
@@ -245,7 +245,7 @@ def db_whatif(n: int = 64, repeat: int = 3) -> dict:
 
     def one_by_one(rows):
         for c in rows:
-            with transaction.atomic():  # services._store: a savepoint per row
+            with transaction.atomic():  # runs._store: a savepoint per row
                 c.save(force_insert=True)
 
     def per_file_updates(_rows):

@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from .. import services, shadow, tasks
+from .. import errors, runs, shadow, tasks
 from ..access import RUN, VIEW, require
 from ..models import Ensemble, ModelVersion, Run
 
@@ -114,10 +114,10 @@ def start(request):
     if chosen is not None and not chosen.is_active:
         return _start_shadow(request, form.cleaned_data["day"], chosen, form.cleaned_data["rescore"])
     try:
-        run = services.start_run(
+        run = runs.start_run(
             form.cleaned_data["day"], trigger="manual", rescore=form.cleaned_data["rescore"], ensemble=chosen
         )
-    except services.JobError as exc:  # no active ensemble, a broken face detector manifest
+    except errors.JobError as exc:  # no active ensemble, a broken face detector manifest
         messages.error(request, str(exc))
         return redirect("runs")
     try:
@@ -130,7 +130,7 @@ def start(request):
 def _start_shadow(request, day, ensemble: Ensemble, rescore: bool):
     try:
         run = shadow.start_shadow_run(day, ensemble, trigger="manual", rescore=rescore)
-    except services.JobError as exc:
+    except errors.JobError as exc:
         messages.error(request, str(exc))
         return redirect("runs")
     try:
@@ -146,7 +146,7 @@ def _start_one_model(request):
         return _page(request, {"model_form": form}, status=400)
     try:
         ens = shadow.one_model_ensemble(form.cleaned_data["model"], user=request.user)
-    except services.JobError as exc:
+    except errors.JobError as exc:
         messages.error(request, str(exc))
         return redirect("runs")
     return _start_shadow(request, form.cleaned_data["day"], ens, form.cleaned_data["rescore"])

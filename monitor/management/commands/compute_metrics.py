@@ -1,6 +1,6 @@
 from django.core.management.base import CommandError
 
-from monitor import daily, services
+from monitor import daily, discovery, errors
 from monitor.models import Image
 
 from ._progress import ProgressCommand
@@ -14,8 +14,8 @@ class Command(ProgressCommand):
 
     def handle(self, *args, day, **options):
         try:
-            days = [services.parse_day(day)] if day else sorted(set(Image.objects.values_list("day", flat=True)))
-        except services.JobError as exc:
+            days = [discovery.parse_day(day)] if day else sorted(set(Image.objects.values_list("day", flat=True)))
+        except errors.JobError as exc:
             raise CommandError(str(exc)) from None
         with self.progress_bar(total=len(days), desc="metrics", unit="day") as bar:
             for d in days:

@@ -1,6 +1,6 @@
 from django.core.management.base import CommandError
 
-from monitor import services
+from monitor import discovery, errors, folders
 from monitor.models import Image
 
 from ._progress import ProgressCommand
@@ -14,10 +14,10 @@ class Command(ProgressCommand):
 
     def handle(self, *args, day, **options):
         try:
-            day = services.parse_day(day) if day else None
-        except services.JobError as exc:
+            day = discovery.parse_day(day) if day else None
+        except errors.JobError as exc:
             raise CommandError(str(exc)) from None
         qs = Image.objects.all() if day is None else Image.objects.filter(day=day)
         with self.progress_bar(total=qs.count(), desc="rebuild", unit="image") as bar:
-            n = services.rebuild_folders(day, progress=bar.update)
+            n = folders.rebuild_folders(day, progress=bar.update)
         self.stdout.write(f"rebuilt links for {n} images" + (f" of {day}" if day else ""))

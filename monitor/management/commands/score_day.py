@@ -3,7 +3,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from monitor import services, shadow
+from monitor import discovery, errors, loading, runs, shadow
 from monitor.models import Ensemble
 
 from ._progress import ProgressCommand
@@ -45,26 +45,26 @@ class Command(ProgressCommand):
         if batch_size < 1:
             raise CommandError("--batch-size: must be at least 1")
         try:
-            chosen = [services.parse_day(d) for d in days]
+            chosen = [discovery.parse_day(d) for d in days]
             if all:
-                chosen += services.inbox_days()
+                chosen += discovery.inbox_days()
             if not chosen:
                 raise CommandError("give at least one day (YYYY-MM-DD) or --all")
             ens = self._ensemble(ensemble, model)
             if ens is None or ens.is_active:
-                services.active_ensemble()
-                services.face_detector()  # a broken detector manifest stops here, before any run
-        except services.JobError as exc:
+                loading.active_ensemble()
+                loading.face_detector()  # a broken detector manifest stops here, before any run
+        except errors.JobError as exc:
             raise CommandError(str(exc)) from None
         if ens is not None and not ens.is_active:
             for day in sorted(set(chosen)):
                 try:
                     self._shadow_day(day, ens, rescore=rescore, batch_size=batch_size)
-                except services.JobError as exc:
+                except errors.JobError as exc:
                     raise CommandError(str(exc)) from None
             return
         for day in sorted(set(chosen)):
-            run = self._with_bar(str(day), "file", services.run_day, day, rescore=rescore, batch_size=batch_size)
+            run = self._with_bar(str(day), "file", runs.run_day, day, rescore=rescore, batch_size=batch_size)
             counts = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items())) or "no images"
             self.stdout.write(
                 f"{day}: {run.processed} files processed, {run.new_images} new images, "
