@@ -18,6 +18,7 @@ from django.urls import reverse
 
 from monitor import daily, explain, slices
 from monitor.models import Alert, DailyMetric, DaySlice, Device, Image
+from monitor.views.explain import SLICES_SHOWN
 from tests import factories as f
 
 DAY = dt.date(2026, 11, 20)
@@ -282,7 +283,10 @@ def test_it_returns_the_same_ranking_in_the_api(viewer):
     html = viewer.get(reverse("day-explain", args=[DAY])).content.decode()
     body = viewer.get(reverse("api-day-explain", args=[DAY])).json()
 
-    assert [(s["dims"], s["value"]) for s in body["slices"]] == rows_of(html, "slices")
+    shown, more = rows_of(html, "slices"), rows_of(html, "slices-more")
+    assert len(shown) == SLICES_SHOWN and more  # the rest one click away, ranked on from there
+    assert [(s["dims"], s["value"]) for s in body["slices"]] == shown + more
+    assert f'<td class="num">{SLICES_SHOWN + 1}</td>' in html.split('id="slices-more"', 1)[1]
     assert body["slices"][0]["value"] == "cam-3" and body["slices"][0]["significant"]
     top = body["slices"][0]
     assert (top["day"]["k"], top["day"]["n"]) == (sum(s["flagged"] for s in day if s["device"] == "cam-3"), 60)

@@ -112,3 +112,24 @@ def test_it_keeps_the_slice_filter_on_the_gallery_links(viewer):
     assert gallery_ids(viewer, reverse("gallery", args=[DAY]) + "?" + tab.replace("&amp;", "&")) == set(
         Image.objects.filter(day=DAY, face_size=105.0, category="attack").values_list("pk", flat=True)
     )
+
+
+@pytest.mark.django_db
+def test_it_says_which_slice_the_gallery_shows_and_keeps_it_when_filters_are_applied(viewer):
+    for i in range(6):
+        f.image(
+            day=DAY, device_name="cam-1" if i < 4 else "cam-2", face_size=105.0 if i % 2 else 140.0, score=0.1 + i / 10
+        )
+    url = reverse("gallery", args=[DAY]) + "?slice=device:cam-1&slice=face_size:100-109"
+
+    html = viewer.get(url).content.decode()
+    form = html.split('id="filters"', 1)[1].split("</form>", 1)[0]
+    kept = re.search(r'<input type="hidden" name="slice" value="([^"]+)"', form).group(1)
+    every = re.search(r'id="active-slice">.*?<a href="\?([^"]*)"', form, re.S).group(1).replace("&amp;", "&")
+
+    assert "device = cam-1, face_size = 100-109" in form
+    applied = reverse("gallery", args=[DAY]) + "?" + f"slice={kept}&sort=-score"  # Apply sends the hidden field
+    assert gallery_ids(viewer, applied) == set(
+        Image.objects.filter(day=DAY, device__name="cam-1", face_size=105.0).values_list("pk", flat=True)
+    )
+    assert len(gallery_ids(viewer, reverse("gallery", args=[DAY]) + "?" + every)) == 6  # the link out of the slice

@@ -5,7 +5,7 @@ from urllib.parse import urlencode
 
 from django import forms
 
-from .. import attempts, browse
+from .. import attempts, browse, slices
 from ..models import CATEGORIES, Device
 
 
@@ -48,5 +48,12 @@ def browse_context(request, day, fields: tuple[str, ...] = (), form_class=browse
         "next_query": query_string(data, after=result.next_cursor) if result.next_cursor else None,
         "first_query": query_string(data) if data.get("after") else None,
         "filter_query": query_string(data),
+        "unsliced_query": query_string(data, slice=""),
+        "slice_text": slice_text(data.get("slice") or ""),
         "devices": Device.objects.order_by("name").values_list("name", flat=True),
     }
+
+
+def slice_text(value: str) -> str:
+    """A cleaned `slice` filter ("device|face_size:cam-1|100-109") as "device = cam-1, face_size = 100-109"."""
+    return ", ".join(f"{d} = {v}" for d, v in slices.parse(value)) if value else ""

@@ -26,6 +26,8 @@ from ..models import Device
 
 MAX_WINDOW_DAYS = 365
 
+SLICES_SHOWN = 15  # ranked slices shown at once on the page; the API lists every one
+
 
 class ExplainForm(forms.Form):
     device = forms.CharField(required=False, max_length=100)
@@ -139,7 +141,10 @@ def day_explain(request, day):
     ctx = {"day": day, "form": form, "e": e, "clear_factor": CLEAR_FACTOR, "devices": devices}
     if e is None:
         return render(request, "monitor/explain.html", ctx, status=400)
-    ctx["slices"] = [(s, gallery_url(day, e.device, s.dims, s.value)) for s in e.result.slices]
+    ranked = [(s, gallery_url(day, e.device, s.dims, s.value)) for s in e.result.slices]
+    # the slices that explain most first; the rest, ranked below them, one click away
+    ctx["slices"], ctx["more_slices"] = ranked[:SLICES_SHOWN], ranked[SLICES_SHOWN:]
+    ctx["more_from"] = SLICES_SHOWN
     ctx["combinations"] = [(s, gallery_url(day, e.device, s.dims, s.value)) for s in e.result.combinations]
     ctx["distribution"] = _distribution(e)
     return render(request, "monitor/explain.html", ctx)
