@@ -198,59 +198,77 @@ class Pipeline:
     def _prepare_safely(self, f: FileInput) -> tuple[ImageResult, dict | None]:
         """One odd file must never stop the batch: any failure makes it unreadable, with the reason."""
         try:
-            return self._prepare(f)
+            return self.prepare(f)
         except Exception as exc:  # noqa: BLE001
             r = ImageResult(sha256=f.digest(), size=len(f.data), category="unreadable")
             r.reason = f"could not process the image: {exc.__class__.__name__}: {exc}"
             return r, None
 
-    def _prepare(self, f: FileInput) -> tuple[ImageResult, dict | None]:
+    def prepare(self, f: FileInput) -> tuple[ImageResult, dict | None]:
+        """One image up to its crops, as a recipe: read the sidecar, decode, find the box, (the
+        thumbnail), assess, crop. Scoring and deciding follow in `analyse`, batched over the
+        files. A step that ends the image (unreadable, no face) leaves no crops."""
         r = ImageResult(sha256=f.digest(), size=len(f.data), category="unreadable")
+        self._read_sidecar(f, r)
+        img = self._decode(f, r)
+        if img is None:
+            return r, None
+        scale = r.width / img.width  # full-resolution pixels per decoded pixel
+        self._find_box(f, r, img, scale)
+        pixels = None if r.box is None else self.crop_pixels(img, r.box, scale)  # no crops without a box
+        r.thumbnail = thumbnail(img, self.thumb_side, pixels)
+        if r.box is None:
+            self._no_face(r)
+            return r, None
+        r.face_hash = face_hash(img, r.box, scale)
+        self._assess(r, img, scale)
+        return r, self._crop(r, img, pixels, scale)
+
+    @staticmethod
+    def _read_sidecar(f: FileInput, r: ImageResult) -> None:
         if f.sidecar is not None:
             try:
                 r.sidecar = parse_sidecar(f.sidecar)
                 r.notes += [f"sidecar {w}" for w in r.sidecar.warnings]
             except SidecarError as exc:
                 r.notes.append(str(exc))
+
+    def _decode(self, f: FileInput, r: ImageResult) -> Image.Image | None:
+        """The decoded image (reduced in draft mode where the crops allow), None when unreadable."""
         known = f.box or (r.sidecar.face if r.sidecar else None)
         try:
             decoded = decode_image(f.data, max_reduction=self.max_reduction(known) if self.draft else None)
         except UnreadableImage as exc:
             r.reason = str(exc)
-            return r, None
-        img = decoded.image
+            return None
         r.format, r.width, r.height = decoded.format, decoded.width, decoded.height
-        scale = r.width / img.width  # full-resolution pixels per decoded pixel
         r.reduction = decoded.reduction
+        return decoded.image
 
+    def _find_box(self, f: FileInput, r: ImageResult, img: Image.Image, scale: float) -> None:
+        """The face box: stored (a re-score), else the sidecar's, else the detector's."""
         r.box = self._given_box(f.box, r)
         if r.box is not None:
             r.box_source = "stored"
-        else:
-            r.box = self._sidecar_box(r)
-            if r.box is not None:
-                r.box_source = "sidecar"
-        if r.box is None and self.detector is not None:
-            found = self.detector(img)
-            if found is not None:
-                b, r.detection_score = found
-                r.box = Box(b.x * scale, b.y * scale, b.w * scale, b.h * scale)
-                r.box_source = "detector"
-        pixels = None if r.box is None else self.crop_pixels(img, r.box, scale)  # no crops without a box
-        r.thumbnail = thumbnail(img, self.thumb_side, pixels)
-        if r.box is None:
-            r.category = "no_face"
-            had_box = r.sidecar is not None and r.sidecar.face is not None
-            r.reason = (
-                "the sidecar's face box lies outside the image" if had_box else "no face box in the sidecar"
-            ) + (
-                ", and no face detected by the face detector"
-                if self.detector
-                else ", and no face detector is configured"
-            )
-            return r, None
+            return
+        r.box = self._sidecar_box(r)
+        if r.box is not None:
+            r.box_source = "sidecar"
+            return
+        found = self.detector(img) if self.detector is not None else None
+        if found is not None:
+            b, r.detection_score = found
+            r.box = Box(b.x * scale, b.y * scale, b.w * scale, b.h * scale)
+            r.box_source = "detector"
 
-        r.face_hash = face_hash(img, r.box, scale)
+    def _no_face(self, r: ImageResult) -> None:
+        r.category = "no_face"
+        had_box = r.sidecar is not None and r.sidecar.face is not None
+        r.reason = ("the sidecar's face box lies outside the image" if had_box else "no face box in the sidecar") + (
+            ", and no face detected by the face detector" if self.detector else ", and no face detector is configured"
+        )
+
+    def _assess(self, r: ImageResult, img: Image.Image, scale: float) -> None:
         sc = r.sidecar
         r.quality = assess(
             img,
@@ -261,6 +279,9 @@ class Pipeline:
             gates=self.gates,
             scale=scale,
         )
+
+    def _crop(self, r: ImageResult, img: Image.Image, pixels: Pixels | None, scale: float) -> dict:
+        """Each model's input pixels, and the rectangles drawn on the image page."""
         crops, made = {}, {}
         for model in self.ensemble.models:
             m = model.manifest
@@ -272,7 +293,7 @@ class Pipeline:
                 source = pixels if m.crop.interpolation == "opencv_linear" else img
                 made[key] = crop_face(source, m.crop, r.box, m.size, scale=scale)
             crops[m.name] = made[key]
-        return r, crops
+        return crops
 
     def crop_pixels(self, img: Image.Image, box: Box, scale: float) -> Pixels | None:
         """What the models that crop with OpenCV read, as an array: the part of the image their

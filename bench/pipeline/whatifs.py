@@ -46,7 +46,7 @@ def affine_crop(img, recipe, box, size) -> np.ndarray:
 
 
 def crops_as_pipeline(pipeline, img, box, scale: float):
-    """The array the OpenCV crops read and every model's crop, as `Pipeline._prepare` makes them."""
+    """The array the OpenCV crops read and every model's crop, as `Pipeline.prepare` makes them."""
     from liveness.crop import crop_face
 
     pixels = pipeline.crop_pixels(img, box, scale)

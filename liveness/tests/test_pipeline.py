@@ -378,7 +378,7 @@ def test_it_gives_every_model_exactly_its_own_crop_on_a_reduced_decode(tmp_path,
     rng = np.random.default_rng(8)
     data = encode(Image.fromarray(rng.integers(0, 256, (750, 1001, 3), dtype=np.uint8)), "JPEG", quality=90)
     for box in ({"x": 181, "y": 159, "w": 546, "h": 524}, {"x": 0, "y": 340, "w": 410, "h": 405}):
-        r, crops = pipeline._prepare(FileInput(data, sidecar(face=box)))
+        r, crops = pipeline.prepare(FileInput(data, sidecar(face=box)))
         assert r.reduction == 2
         decoded = decode_image(data, max_reduction=pipeline.max_reduction(Box(**box)))
         for model in ens.models:
