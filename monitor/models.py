@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q, Value
 from django.db.models.functions import Coalesce
+from django.urls import reverse
 from django.utils import timezone
 
 import liveness.ensemble
@@ -655,6 +657,14 @@ class Alert(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
+
+    def explain_url(self) -> str:
+        """ "What changed" on the latest day the rule fired, for its device and (a rate rule) its
+        measure: where a user looks for the reason."""
+        query = {"device": self.device.name} if self.device_id else {}
+        if self.rule in (self.FLAG_RATE, self.FPR):
+            query["measure"] = self.rule
+        return f"{reverse('day-explain', args=[self.last_day])}?{urlencode(query)}"
 
 
 class ApiToken(models.Model):

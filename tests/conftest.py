@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from PIL import Image as PILImage
 
-from liveness import demo
+import demo
 from liveness.manifest import load_manifest
 from monitor.celery import app as celery_app
 

@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from PIL import Image as PILImage
 
-from liveness import demo
+import demo
 from monitor import attempts, runs
 from monitor.models import DailyMetric, Ensemble, Image, InboxFile
 from tests import factories

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.management import call_command
 from PIL import Image as PILImage
 
-from liveness import demo
+import demo
 from monitor import discovery, runs
 from monitor.models import Image, InboxFile, Run
 from tests.conftest import jpeg_bytes, put, sidecar_for

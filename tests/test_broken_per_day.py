@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from liveness import demo
+import demo
 from liveness.pipeline import Pipeline
 from monitor import discovery, label_csv, purge, runs
 from monitor.models import Image, InboxFile, Run

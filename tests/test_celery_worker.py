@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from liveness import demo
+import demo
 from monitor import tasks
 from monitor.celery import app as celery_app
 from monitor.models import Image, InboxFile, Run

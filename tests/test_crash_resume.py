@@ -25,7 +25,7 @@ from django.db.models import Count, Sum
 from django.urls import reverse
 from django.utils import timezone
 
-from liveness import demo
+import demo
 from monitor import claims, discovery, folders, runs, tasks
 from monitor.celery import app as celery_app
 from monitor.models import DailyMetric, Image, InboxFile, Run

@@ -1,4 +1,4 @@
-"""The stories planted in the demo data (liveness/demo_stories.py, make_demo_data --stories):
+"""The stories planted in the demo data (demo/stories.py, make_demo_data --stories):
 the files on disk are the plan, and each story is really in the pixels."""
 
 import datetime as dt
@@ -13,7 +13,8 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from liveness import demo, demo_stories
+import demo
+import demo.stories
 from liveness.boxes import Box
 from liveness.detect import FaceDetector, load_detector_manifest
 from liveness.ensemble import Ensemble
@@ -32,7 +33,7 @@ FACE_KEYS = {"face", "landmarks", "pose", "blur"}
 def corpus(tmp_path_factory):
     """One inbox with stories and one without, same seed (rendering takes ~30 s: made once)."""
     root = tmp_path_factory.mktemp("stories")
-    summary, plan = demo_stories.generate(root / "inbox", days=DAYS, per_day=PER_DAY, seed=SEED, end_day=END)
+    summary, plan = demo.stories.generate(root / "inbox", days=DAYS, per_day=PER_DAY, seed=SEED, end_day=END)
     demo.generate_inbox(root / "plain", days=DAYS, per_day=PER_DAY, seed=SEED, end_day=END)
     return root / "inbox", root / "plain", plan
 
@@ -58,16 +59,16 @@ def test_it_plants_each_story_on_its_own_day_among_the_last_four(corpus):
     inbox, _, plan = corpus
     days = [(END - dt.timedelta(days=k)).isoformat() for k in range(4)]
     assert sorted(story["day"] for story in plan["stories"].values()) == sorted(days)
-    assert demo_stories.load_plan(inbox) == plan  # written next to the inbox
-    assert (inbox.parent / "demo_stories.json").is_file()
+    assert demo.stories.load_plan(inbox) == plan  # written next to the inbox
+    assert (inbox.parent / "demo.stories.json").is_file()
     # the same arguments plan the same stories
-    again = demo_stories.plan_stories(demo.days_ending(END, DAYS), per_day=PER_DAY, seed=SEED)
+    again = demo.stories.plan_stories(demo.days_ending(END, DAYS), per_day=PER_DAY, seed=SEED)
     assert again["stories"]["replay_wave"] == plan["stories"]["replay_wave"]
 
 
 def test_it_writes_every_planted_file_with_the_planned_sidecar(corpus):
     inbox, _, plan = corpus
-    planted = demo_stories.planted_files(plan)
+    planted = demo.stories.planted_files(plan)
     assert len({e["path"] for e in planted}) == len(planted)
     for entry in planted:
         day, device, _ = entry["path"].split("/")
@@ -79,10 +80,10 @@ def test_it_writes_every_planted_file_with_the_planned_sidecar(corpus):
             assert side["label"] == entry["render"]["label"]
             assert side.get("attack_type") == entry["render"]["attack_type"]
     st = plan["stories"]
-    assert len(st["replay_wave"]["files"]) >= demo_stories.MIN_IMAGES
-    assert len(st["small_faces"]["files"]) >= demo_stories.MIN_IMAGES
+    assert len(st["replay_wave"]["files"]) >= demo.stories.MIN_IMAGES
+    assert len(st["small_faces"]["files"]) >= demo.stories.MIN_IMAGES
     retries = sum(len(g["files"]) - 1 for g in st["retry_burst"]["groups"])
-    assert retries >= demo_stories.MIN_IMAGES
+    assert retries >= demo.stories.MIN_IMAGES
 
 
 def test_it_blurs_the_blurry_cameras_pixels_all_day(corpus):
@@ -90,7 +91,7 @@ def test_it_blurs_the_blurry_cameras_pixels_all_day(corpus):
     story = plan["stories"]["blurry_camera"]
     device, day = story["device"], story["day"]
     on_day = sorted(p.relative_to(inbox).as_posix() for p in (inbox / day / device).glob("*.jpg"))
-    assert set(story["images"]) <= set(on_day) and len(story["images"]) >= demo_stories.MIN_IMAGES
+    assert set(story["images"]) <= set(on_day) and len(story["images"]) >= demo.stories.MIN_IMAGES
 
     def measured(paths):
         faces = [face_of(inbox, p) for p in paths]
@@ -198,7 +199,7 @@ def test_it_plants_retry_groups_seconds_apart_with_near_identical_faces(corpus):
 def test_it_changes_no_other_file_than_the_blurry_cameras(corpus):
     inbox, plain, plan = corpus
     with_stories, without = files(inbox), files(plain)
-    planted = {e["path"] for e in demo_stories.planted_files(plan)}
+    planted = {e["path"] for e in demo.stories.planted_files(plan)}
     planted |= {str(Path(p).with_suffix(".json")) for p in planted}
     assert set(with_stories) == set(without) | planted
     changed = {p for p in without if with_stories[p] != without[p]}
@@ -230,17 +231,17 @@ def test_it_writes_the_same_inbox_without_stories_as_the_generator(tmp_path):
     )
     demo.generate_inbox(tmp_path / "direct", days=2, per_day=8, seed=3, end_day=dt.date(2026, 11, 2))
     assert files(tmp_path / "inbox") == files(tmp_path / "direct")
-    assert not (tmp_path / demo_stories.PLAN_FILE).exists()
+    assert not (tmp_path / demo.stories.PLAN_FILE).exists()
 
 
 def test_it_plants_the_stories_from_the_command_and_writes_the_plan_next_to_the_inbox(tmp_path):
     out = io.StringIO()
     call_command("make_demo_data", "--out", str(tmp_path / "inbox"), "--days", "5", "--per-day", "6",
                  "--end-day", "2026-11-05", "--stories", stdout=out, stderr=io.StringIO())  # fmt: skip
-    plan = json.loads((tmp_path / demo_stories.PLAN_FILE).read_text())
-    assert "stories planted" in out.getvalue() and str(tmp_path / demo_stories.PLAN_FILE) in out.getvalue()
+    plan = json.loads((tmp_path / demo.stories.PLAN_FILE).read_text())
+    assert "stories planted" in out.getvalue() and str(tmp_path / demo.stories.PLAN_FILE) in out.getvalue()
     assert {s["day"] for s in plan["stories"].values()} == {f"2026-11-0{d}" for d in (2, 3, 4, 5)}
-    assert all((tmp_path / "inbox" / e["path"]).is_file() for e in demo_stories.planted_files(plan))
+    assert all((tmp_path / "inbox" / e["path"]).is_file() for e in demo.stories.planted_files(plan))
 
 
 def test_it_refuses_stories_on_fewer_days_than_the_stories_need(tmp_path):
@@ -296,7 +297,7 @@ def test_it_explains_each_story_by_its_planted_cause_and_groups_the_burst_as_pla
     from monitor.models import Image
 
     days, end = 18, dt.date(2026, 10, 31)
-    _, plan = demo_stories.generate(settings.INBOX_DIR, days=days, per_day=100, seed=SEED, end_day=end)
+    _, plan = demo.stories.generate(settings.INBOX_DIR, days=days, per_day=100, seed=SEED, end_day=end)
     for day in demo.days_ending(end, days):
         runs.run_day(day)
 

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from liveness import demo
+import demo
 from monitor import runs
 from monitor.models import Image
 from tests.conftest import log_in, make_user, wait_for_trend_chart

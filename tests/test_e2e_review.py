@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from django.conf import settings
 
-from liveness import demo
+import demo
 from monitor.models import Image, LabelEvent
 from tests import factories as f
 from tests.conftest import jpeg_bytes, make_user, put

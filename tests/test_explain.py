@@ -401,3 +401,15 @@ def test_it_links_each_alert_to_the_explanation_of_its_day(viewer):
         }
         explain_url = reverse("day-explain", args=[DAY])
         assert links == {f"{explain_url}?device=cam-2&measure=fpr", f"{explain_url}?"}, page
+
+
+@pytest.mark.django_db
+def test_it_links_the_day_gallery_to_the_explanation_of_its_day_and_device(viewer):
+    f.image(day=DAY, device_name="cam-2", score=0.2)
+
+    plain = viewer.get(reverse("gallery", args=[DAY])).content.decode()
+    one = viewer.get(reverse("gallery", args=[DAY]) + "?device=cam-2").content.decode()
+
+    link = r'<a id="day-explain" href="([^"]+)">'
+    assert re.search(link, plain).group(1) == reverse("day-explain", args=[DAY])
+    assert re.search(link, one).group(1) == reverse("day-explain", args=[DAY]) + "?device=cam-2"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from django.urls import reverse
 
-from liveness import demo
+import demo
 from monitor import runs
 from monitor.models import Image
 from tests import factories as f

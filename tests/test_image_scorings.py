@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.urls import reverse
 
-from liveness import demo
+import demo
 from monitor import runs
 from monitor.models import Image, Run, ShadowScore
 from monitor.registry import register_manifest

@@ -8,7 +8,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from liveness import demo
+import demo
 from monitor import alerts, daily, runs
 from monitor.models import Alert, DailyMetric, Image, Run
 from monitor.registry import activate_ensemble, register_manifest, set_threshold

@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from liveness import demo
+import demo
 from monitor import discovery, folders, purge, runs, tasks
 from monitor.models import DailyMetric, Image, InboxFile
 from tests import factories as f

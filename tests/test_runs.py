@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from django.urls import reverse
 
-from liveness import demo
+import demo
 from monitor.models import Image, Run
 from tests.conftest import jpeg_bytes, put, sidecar_for
 

@@ -15,7 +15,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from liveness import demo
+import demo
 from monitor import claims, db, discovery, errors, folders, runs, tasks
 from monitor.models import Image, InboxFile, Run
 from tests.conftest import jpeg_bytes, put, sidecar_for

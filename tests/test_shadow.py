@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from liveness import demo
+import demo
 from liveness.boxes import Box
 from liveness.pipeline import FileInput, Pipeline
 from monitor import errors, loading, runs, shadow

@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from liveness import demo
+import demo
 from monitor import tasks
 from monitor.celery import app as celery_app
 from monitor.models import Image, Run

@@ -9,7 +9,7 @@ processes' memory, and where the time of one image goes.
 It never touches the user's data: a temporary data root (inbox, sorted, thumbs, models) and a
 temporary SQLite file (or a fresh PostgreSQL database `koala_bench_pipeline`). Steps:
 
-1. generate an inbox day of N JPEGs (a mix of 640x480 and 1920x1080, `liveness.demo.render_sample`;
+1. generate an inbox day of N JPEGs (a mix of 640x480 and 1920x1080, `demo.render_sample`;
    each capture rendered once and written 6 times, as rendered and mirrored, at three JPEG
    qualities; kept in a cache folder for the next run) with sidecars (face box, landmarks, capture time; 30 % labelled; no blur and no
    pose: the blur is measured, the pose estimated from the landmarks);

@@ -45,7 +45,7 @@ def _render(job):
     [(index, big, jpeg bytes, sidecar bytes, box)]."""
     from PIL import ImageOps
 
-    from liveness.demo import render_sample
+    from demo import render_sample
 
     base, seed, big, count = job
     rng = np.random.default_rng([seed, base, 0x7B])

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from demo import render_sample
 from liveness.crop import crop_face
-from liveness.demo import render_sample
 from liveness.manifest import EnsembleManifest, load_manifest
 from liveness.metrics import threshold_at_fpr
 from liveness.runtime import LivenessModel

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from liveness import demo
+import demo
 from liveness.boxes import Box
 from liveness.pipeline import FileInput, Pipeline, face_hash
 

@@ -266,7 +266,7 @@ def test_it_scores_the_stored_box_before_the_sidecar_and_the_detector(tmp_path, 
 def _demo_captures(n: int = 24) -> list[FileInput]:
     """Demo captures as JPEG with sidecars: even ones 640x480 with faces of 140-300 px, odd ones
     1920x1080 with faces of 400-900 px (large enough to be decoded reduced)."""
-    from liveness.demo import render_sample
+    from demo import render_sample
 
     rng = np.random.default_rng(11)
     files = []

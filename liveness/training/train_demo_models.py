@@ -7,7 +7,7 @@ Dev-only (needs torch, see requirements.txt). What it does:
 1. writes the three model manifests (fas_a, fas_b, fas_c) into DIR and reads them back with
    `load_manifest`, so the crop recipes and input preprocessing used here are exactly the ones
    shipped;
-2. renders training / validation / held-out samples with `liveness.demo.training_samples`
+2. renders training / validation / held-out samples with `demo.training_samples`
    (three different seeds), round-trips every image through JPEG at a random quality 70-95 as
    the devices do, and caches the crops of each recipe made by `liveness.crop.crop_face`;
 3. trains each network (Adam, one-cycle learning rate, flips and brightness/contrast jitter on
@@ -214,7 +214,7 @@ def jitter_box(box: Box, rng: np.random.Generator) -> Box:
 
 
 def _render_chunk(job: tuple[int, int, int]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    from liveness.demo import training_samples
+    from demo import training_samples
 
     n, seed, views = job
     rng = np.random.default_rng([seed, 7919])

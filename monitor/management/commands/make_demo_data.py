@@ -5,7 +5,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from liveness import demo, demo_stories
+import demo
+import demo.stories
 
 from ._progress import ProgressCommand
 
@@ -38,7 +39,7 @@ class Command(ProgressCommand):
             "--stories",
             action="store_true",
             help="plant a blurry camera, a replay wave, a small-face device and a retry burst on the last"
-            f" four days; the plan goes to {demo_stories.PLAN_FILE} next to the inbox",
+            f" four days; the plan goes to {demo.stories.PLAN_FILE} next to the inbox",
         )
 
     def handle(self, *args, out, days, per_day, seed, end_day, stories, **options):
@@ -49,8 +50,8 @@ class Command(ProgressCommand):
             end = dt.date.fromisoformat(end_day) if end_day else None
         except ValueError:
             raise CommandError(f"--end-day: not a day: {end_day!r} (expected YYYY-MM-DD)") from None
-        if stories and days < demo_stories.MIN_DAYS:
-            raise CommandError(f"--stories needs --days {demo_stories.MIN_DAYS} or more (one normal day, four stories)")
+        if stories and days < demo.stories.MIN_DAYS:
+            raise CommandError(f"--stories needs --days {demo.stories.MIN_DAYS} or more (one normal day, four stories)")
         out.mkdir(parents=True, exist_ok=True)
         with self.progress_bar(total=days * per_day, desc="demo data", unit="image") as bar:
 
@@ -60,11 +61,11 @@ class Command(ProgressCommand):
 
             kwargs = {"days": days, "per_day": per_day, "seed": seed, "end_day": end, "progress": progress}
             if stories:
-                summary, plan = demo_stories.generate(out, **kwargs)
+                summary, plan = demo.stories.generate(out, **kwargs)
             else:
                 summary, plan = demo.generate_inbox(out, **kwargs), None
         parts = ", ".join(f"{k}: {v}" for k, v in summary.items() if not isinstance(v, dict))
         self.stdout.write(f"demo inbox written to {out} ({parts})")
         if plan is not None:
             days_of = ", ".join(f"{name} {story['day']}" for name, story in plan["stories"].items())
-            self.stdout.write(f"stories planted: {days_of}; plan in {demo_stories.plan_path(out)}")
+            self.stdout.write(f"stories planted: {days_of}; plan in {demo.stories.plan_path(out)}")

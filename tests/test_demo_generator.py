@@ -1,4 +1,4 @@
-"""Tests of the procedural demo-data generator (liveness/demo.py)."""
+"""Tests of the procedural demo-data generator (demo/)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from demo import ATTACK_TYPES, DEVICES, Sample, generate_inbox, render_sample, training_samples
 from liveness.boxes import Box
-from liveness.demo import ATTACK_TYPES, DEVICES, Sample, generate_inbox, render_sample, training_samples
 
 END_DAY = dt.date(2017, 10, 17)
 NAME_RE = re.compile(r"^s\d+_\d{6}\.(jpg|png|json)$")

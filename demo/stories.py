@@ -1,6 +1,6 @@
 """Planted stories in the demo data: four days on which one cause changes the figures.
 
-``make_demo_data --stories`` writes the normal demo inbox (liveness.demo.generate_inbox) and
+``make_demo_data --stories`` writes the normal demo inbox (demo/inbox.py generate_inbox) and
 plants, on the last four days (one story a day, the order drawn from the seed):
 
 * ``blurry_camera``: one device's camera is out of focus all day (real Gaussian blur of the
@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import demo
+from .inbox import days_ending, encode, face_fields, generate_inbox, write_new
+from .render import ATTACK_TYPES, DEVICES, TZ, DeviceProfile, Sample, render_sample
 
 PLAN_FILE = "demo_stories.json"
 STORIES = ("blurry_camera", "replay_wave", "small_faces", "retry_burst")
@@ -42,7 +43,7 @@ BLURRY_DEVICES = ("pad-01", "gate-north")
 BLUR = (0.6, 0.85)  # liveness.demo blur units (sigma / 6), above the 0.5 gate
 WAVE_SITE = "mobile"  # the one site with two devices
 WAVE_SHARE = 0.25  # of the day's planned images
-KIOSK = demo.DeviceProfile("kiosk-07", (1024, 768), "annex", 3.0, 0.9, 86, (100, 120), 0.0)
+KIOSK = DeviceProfile("kiosk-07", (1024, 768), "annex", 3.0, 0.9, 86, (100, 120), 0.0)
 KIOSK_SHARE = 0.2
 BURST_RETRIES = (3, 6)  # retries per user, after the first attempt
 BURST_GAP_SECONDS = (2, 9)  # between two attempts
@@ -52,7 +53,7 @@ BURST_CLEARANCE = 600  # seconds from any other capture on the device: nothing e
 ATTACK_SHARE = 0.1  # attacks among the new device's captures, as on a normal day
 JPEG_QUALITY = 86
 
-_DEVICE_BY_ID = {d.device_id: d for d in (*demo.DEVICES, KIOSK)}
+_DEVICE_BY_ID = {d.device_id: d for d in (*DEVICES, KIOSK)}
 
 
 def plan_path(inbox: Path) -> Path:
@@ -65,13 +66,13 @@ def load_plan(inbox: Path) -> dict:
 
 
 def _time(rng, day: dt.date, start_h: int = 7, hours: int = 15) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(start_h), demo.TZ) + dt.timedelta(seconds=int(rng.integers(hours * 3600)))
+    return dt.datetime.combine(day, dt.time(start_h), TZ) + dt.timedelta(seconds=int(rng.integers(hours * 3600)))
 
 
 def _entry(
     rng,
     day: dt.date,
-    dev: demo.DeviceProfile,
+    dev: DeviceProfile,
     name: str,
     *,
     label: str,
@@ -109,7 +110,7 @@ def _mixed_entries(rng, day, dev, prefix: str, n: int, face_range, **render) -> 
     out = []
     for k in range(n):
         attack = rng.random() < ATTACK_SHARE
-        at = demo.ATTACK_TYPES[int(rng.integers(2))] if attack else None
+        at = ATTACK_TYPES[int(rng.integers(2))] if attack else None
         out.append(
             _entry(
                 rng,
@@ -130,7 +131,7 @@ def _mixed_entries(rng, day, dev, prefix: str, n: int, face_range, **render) -> 
 
 
 def _wave(rng, day, seed: int, per_day: int) -> dict:
-    devices = [d for d in demo.DEVICES if d.site == WAVE_SITE]
+    devices = [d for d in DEVICES if d.site == WAVE_SITE]
     files = []
     for k in range(max(MIN_IMAGES, round(WAVE_SHARE * per_day))):
         dev = devices[int(rng.integers(len(devices)))]
@@ -168,7 +169,7 @@ def _burst(rng, day, seed: int) -> dict:
     groups: list[dict] = []
     while sum(len(g["files"]) - 1 for g in groups) < MIN_IMAGES:
         g = len(groups)
-        dev = demo.DEVICES[g % len(demo.DEVICES)]
+        dev = DEVICES[g % len(DEVICES)]
         subject = _subject(rng) if g % 2 == 0 else None
         size = 1 + int(rng.integers(BURST_RETRIES[0], BURST_RETRIES[1] + 1))
         labelled = rng.random() < 0.5
@@ -311,7 +312,7 @@ def planted_files(plan: dict) -> list[dict]:
     ]
 
 
-def _render(entry: dict) -> demo.Sample:
+def _render(entry: dict) -> Sample:
     r = entry["render"]
     dev = _DEVICE_BY_ID[entry["path"].split("/")[1]]
     face, yaw, pitch = r["face_size"], r.get("yaw"), r.get("pitch")
@@ -319,7 +320,7 @@ def _render(entry: dict) -> demo.Sample:
         j = np.random.default_rng([*r["seed"], zlib.crc32(entry["path"].encode())])
         face *= 1 + j.uniform(-0.02, 0.02)
         yaw, pitch = yaw + j.uniform(-1.5, 1.5), pitch + j.uniform(-1.0, 1.0)
-    return demo.render_sample(
+    return render_sample(
         np.random.default_rng(r["seed"]),
         label=r["label"],
         attack_type=r["attack_type"],
@@ -342,10 +343,10 @@ def _write(out: Path, entry: dict) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     s = _render(entry)
     fields = entry["sidecar"]
-    side = {"captured_at": fields["captured_at"], **demo.face_fields(s)}
+    side = {"captured_at": fields["captured_at"], **face_fields(s)}
     side.update((k, v) for k, v in fields.items() if k != "captured_at")
-    n = demo.write_new(path, demo.encode(s.image, "jpg", JPEG_QUALITY))
-    return n + demo.write_new(path.with_suffix(".json"), (json.dumps(side, indent=1) + "\n").encode())
+    n = write_new(path, encode(s.image, "jpg", JPEG_QUALITY))
+    return n + write_new(path.with_suffix(".json"), (json.dumps(side, indent=1) + "\n").encode())
 
 
 def generate(
@@ -360,8 +361,8 @@ def generate(
     """The normal demo inbox plus the four stories; writes the plan next to the inbox.
     Returns (generate_inbox's summary with ``story_files`` added, the plan)."""
     out = Path(out)
-    plan = plan_stories(demo.days_ending(end_day, days), per_day=per_day, seed=seed)
-    summary = demo.generate_inbox(
+    plan = plan_stories(days_ending(end_day, days), per_day=per_day, seed=seed)
+    summary = generate_inbox(
         out, days=days, per_day=per_day, seed=seed, end_day=end_day, progress=progress, camera_blur=camera_blur(plan)
     )
     _blurry_images(out, plan, summary)

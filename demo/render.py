@@ -1,4 +1,4 @@
-"""Procedural demo data: camera-like face captures, genuine and presentation attacks.
+"""The demo renderer: camera-like face captures, genuine and presentation attacks.
 
 Used by the demo (a realistic-looking inbox, SPEC section 3) and to train the bundled demo
 liveness models.  Everything is numpy + Pillow and deterministic given the seed / rng.
@@ -35,45 +35,23 @@ perspective into a new scene (sometimes with fingers holding it, sometimes partl
 and the capturing camera adds its lighting, white balance, blur, noise and fixed-pattern noise,
 exactly as for genuine images.
 
-Timings (measured on the dev box, 2 vCPU, single thread, CPU time per sample after warm-up;
-median / 90th percentile over 15 random samples; wall time is higher when the box is busy):
-  640x480:   genuine 19 / 26 ms, print 43 / 73 ms, replay 36 / 48 ms
-  1920x1080: genuine 83 / 100 ms, print 111 / 171 ms, replay 122 / 176 ms
-  (attacks cost more: the photo is rendered first, then the medium, then the capture scene;
-  large faces on small frames make the biggest prints).  generate_inbox(days=2, per_day=30)
-  takes ~4 s including JPEG encoding.
+Attacks cost more to render than genuine captures: the photo is rendered first, then the
+medium, then the capture scene.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import io
-import json
 import math
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from .boxes import Box
-
-__all__ = [
-    "ATTACK_TYPES",
-    "DEVICES",
-    "DeviceProfile",
-    "Sample",
-    "days_ending",
-    "encode",
-    "face_fields",
-    "generate_inbox",
-    "render_sample",
-    "training_samples",
-    "write_new",
-]
+from liveness.boxes import Box
 
 ATTACK_TYPES = ("print", "replay")
 TZ = _dt.timezone(_dt.timedelta(hours=8))
@@ -117,7 +95,7 @@ _DEVICE_BY_ID = {d.device_id: d for d in DEVICES}
 # small helpers
 
 
-def _u(rng, a, b):
+def uniform(rng, a, b):
     return float(rng.uniform(a, b))
 
 
@@ -148,7 +126,7 @@ def _soft_ellipse(img, cx, cy, rx, ry, ang, color, alpha=1.0, soft=0.0, ring=0.0
 
 def _grad_image(rng, w, h, c0, c1, ang=None):
     """Linear gradient c0 -> c1 (uint8 RGB PIL image), via a tiny image resized (fast)."""
-    ang = _u(rng, 0, 2 * math.pi) if ang is None else ang
+    ang = uniform(rng, 0, 2 * math.pi) if ang is None else ang
     t = np.linspace(0, 1, 8, dtype=np.float32)
     gx, gy = np.meshgrid(t - 0.5, t - 0.5)
     p = np.clip(gx * math.cos(ang) + gy * math.sin(ang) + 0.5, 0, 1)[..., None]
@@ -167,19 +145,19 @@ def _rand_color(rng, lo=30, hi=230, sat=0.5):
 _BG_KINDS = ("wall", "shelves", "door", "outdoor", "office", "pattern")
 
 
-def _background(rng, W, H, dim=1.0):
+def background(rng, W, H, dim=1.0):
     # drawn at reduced resolution and upscaled: fast, and looks like a defocused background
     s = float(rng.choice([1.5, 2.0, 3.0]) if max(W, H) <= 700 else rng.choice([2.0, 3.0, 4.0]))
     w, h = max(8, int(W / s)), max(8, int(H / s))
     kind = _BG_KINDS[rng.choice(len(_BG_KINDS), p=[0.22, 0.18, 0.16, 0.16, 0.16, 0.12])]
     wall = _rand_color(rng, 60, 235, 0.35)
-    wall2 = tuple(int(np.clip(c * _u(rng, 0.6, 1.1), 0, 255)) for c in wall)
+    wall2 = tuple(int(np.clip(c * uniform(rng, 0.6, 1.1), 0, 255)) for c in wall)
     img = _grad_image(rng, w, h, wall, wall2)
     d = ImageDraw.Draw(img)
     if kind == "wall":
         for _ in range(rng.integers(0, 3)):  # posters / frames / switches
-            x, y = _u(rng, -0.1, 0.9) * w, _u(rng, -0.1, 0.7) * h
-            pw, ph = _u(rng, 0.05, 0.35) * w, _u(rng, 0.05, 0.4) * h
+            x, y = uniform(rng, -0.1, 0.9) * w, uniform(rng, -0.1, 0.7) * h
+            pw, ph = uniform(rng, 0.05, 0.35) * w, uniform(rng, 0.05, 0.4) * h
             d.rectangle(
                 [x, y, x + pw, y + ph],
                 fill=_rand_color(rng),
@@ -190,19 +168,19 @@ def _background(rng, W, H, dim=1.0):
         n = int(rng.integers(2, 5))
         wood = _rand_color(rng, 70, 170, 0.3)
         for k in range(n):
-            y = (k + _u(rng, 0.6, 1.0)) * h / n
-            d.rectangle([0, y, w, y + _u(rng, 4, 12)], fill=wood)
-            x = _u(rng, 0, 0.2) * w
+            y = (k + uniform(rng, 0.6, 1.0)) * h / n
+            d.rectangle([0, y, w, y + uniform(rng, 4, 12)], fill=wood)
+            x = uniform(rng, 0, 0.2) * w
             while x < w:
-                bw = _u(rng, 0.01, 0.04) * w
-                bh = _u(rng, 0.4, 0.85) * h / n
+                bw = uniform(rng, 0.01, 0.04) * w
+                bh = uniform(rng, 0.4, 0.85) * h / n
                 if rng.random() < 0.8:
                     d.rectangle([x, y - bh, x + bw, y], fill=_rand_color(rng, 20, 220, 1.0))
-                x += bw + (0 if rng.random() < 0.7 else _u(rng, 0.02, 0.15) * w)
+                x += bw + (0 if rng.random() < 0.7 else uniform(rng, 0.02, 0.15) * w)
     elif kind == "door":
-        x = _u(rng, -0.1, 0.75) * w
-        dw = _u(rng, 0.25, 0.45) * w
-        top = _u(rng, -0.1, 0.15) * h
+        x = uniform(rng, -0.1, 0.75) * w
+        dw = uniform(rng, 0.25, 0.45) * w
+        top = uniform(rng, -0.1, 0.15) * h
         frame = _rand_color(rng, 150, 250, 0.1)
         d.rectangle([x - 8, top - 8, x + dw + 8, h], fill=frame)
         door = _rand_color(rng, 60, 200, 0.4)
@@ -225,52 +203,52 @@ def _background(rng, W, H, dim=1.0):
             rng,
             w,
             h,
-            (int(_u(rng, 90, 200)), int(_u(rng, 150, 220)), int(_u(rng, 200, 255))),
-            (int(_u(rng, 180, 240)),) * 3,
+            (int(uniform(rng, 90, 200)), int(uniform(rng, 150, 220)), int(uniform(rng, 200, 255))),
+            (int(uniform(rng, 180, 240)),) * 3,
             ang=math.pi / 2,
         )
         img.paste(sky)
-        hz = _u(rng, 0.35, 0.7) * h
+        hz = uniform(rng, 0.35, 0.7) * h
         for _ in range(rng.integers(1, 5)):  # buildings
-            bx, bw = _u(rng, -0.1, 1.0) * w, _u(rng, 0.1, 0.4) * w
-            by = hz - _u(rng, 0.1, 0.5) * h
+            bx, bw = uniform(rng, -0.1, 1.0) * w, uniform(rng, 0.1, 0.4) * w
+            by = hz - uniform(rng, 0.1, 0.5) * h
             col = _rand_color(rng, 80, 210, 0.2)
             d.rectangle([bx, by, bx + bw, h], fill=col)
-            step = _u(rng, 12, 30)
+            step = uniform(rng, 12, 30)
             for yy in np.arange(by + 6, hz, step):
                 for xx in np.arange(bx + 6, bx + bw - 8, step):
                     d.rectangle([xx, yy, xx + step * 0.5, yy + step * 0.6], fill=tuple(int(c * 0.6) for c in col))
         for _ in range(rng.integers(0, 6)):  # trees
-            tx, ty, r = _u(rng, 0, 1) * w, hz + _u(rng, -0.25, 0.05) * h, _u(rng, 0.05, 0.15) * w
+            tx, ty, r = uniform(rng, 0, 1) * w, hz + uniform(rng, -0.25, 0.05) * h, uniform(rng, 0.05, 0.15) * w
             d.ellipse(
                 [tx - r, ty - r, tx + r, ty + r],
-                fill=(int(_u(rng, 20, 80)), int(_u(rng, 70, 140)), int(_u(rng, 20, 70))),
+                fill=(int(uniform(rng, 20, 80)), int(uniform(rng, 70, 140)), int(uniform(rng, 20, 70))),
             )
         d.rectangle([0, hz + 0.1 * h, w, h], fill=_rand_color(rng, 70, 150, 0.2))
     elif kind == "office":
         for _ in range(rng.integers(1, 4)):  # ceiling lights
-            x, y = _u(rng, 0, 0.9) * w, _u(rng, 0, 0.12) * h
-            d.rectangle([x, y, x + _u(rng, 0.1, 0.25) * w, y + _u(rng, 0.02, 0.05) * h], fill=(250, 250, 245))
-        py = _u(rng, 0.45, 0.75) * h
+            x, y = uniform(rng, 0, 0.9) * w, uniform(rng, 0, 0.12) * h
+            d.rectangle([x, y, x + uniform(rng, 0.1, 0.25) * w, y + uniform(rng, 0.02, 0.05) * h], fill=(250, 250, 245))
+        py = uniform(rng, 0.45, 0.75) * h
         d.rectangle([0, py, w, h], fill=_rand_color(rng, 80, 170, 0.2))
         if rng.random() < 0.6:  # a switched-off monitor or a dark window (a hard negative for bezels)
-            x, y = _u(rng, 0, 0.8) * w, _u(rng, 0.15, 0.5) * h
+            x, y = uniform(rng, 0, 0.8) * w, uniform(rng, 0.15, 0.5) * h
             d.rectangle(
-                [x, y, x + _u(rng, 0.12, 0.3) * w, y + _u(rng, 0.1, 0.25) * h],
+                [x, y, x + uniform(rng, 0.12, 0.3) * w, y + uniform(rng, 0.1, 0.25) * h],
                 fill=_rand_color(rng, 10, 50, 0.05),
                 outline=(20, 20, 22),
                 width=int(rng.integers(2, 8)),
             )
     else:  # pattern: stripes / checks wallpaper or curtain (coarse periodic texture, a hard negative)
         arr = np.asarray(img, np.float32)
-        per = _u(rng, 6, 30) / s
-        ang = _u(rng, 0, math.pi)
+        per = uniform(rng, 6, 30) / s
+        ang = uniform(rng, 0, math.pi)
         xs = np.arange(w, dtype=np.float32)[None, :]
         ys = np.arange(h, dtype=np.float32)[:, None]
         p = np.sin(2 * math.pi * (xs * math.cos(ang) + ys * math.sin(ang)) / per)
         if rng.random() < 0.4:
             p = p * np.sin(2 * math.pi * (ys * math.cos(ang) - xs * math.sin(ang)) / per)
-        arr = arr * (1 + _u(rng, 0.08, 0.3) * p[..., None])
+        arr = arr * (1 + uniform(rng, 0.08, 0.3) * p[..., None])
         img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     # low-frequency blotches (plaster, shadows) and overall dimming
     blot = np.clip(rng.uniform(0.88, 1.0, (5, 7)) * dim * 255, 0, 255).astype(np.uint8)
@@ -324,21 +302,21 @@ def _person_params(rng) -> dict:
         "style": ["short", "long", "bald", "bun", "afro", "fringe"][
             rng.choice(6, p=[0.34, 0.26, 0.08, 0.08, 0.1, 0.14])
         ],
-        "hairline": _u(rng, -0.78, -0.5),
+        "hairline": uniform(rng, -0.78, -0.5),
         "eye": _EYES[rng.integers(len(_EYES))],
-        "aspect": _u(rng, 1.2, 1.42),
-        "jaw": _u(rng, 0.08, 0.24),
-        "ex": _u(rng, 0.33, 0.41),
-        "ey": _u(rng, -0.14, -0.02),
-        "esize": _u(rng, 0.15, 0.2),
-        "ny": _u(rng, 0.18, 0.3),
-        "mw": _u(rng, 0.22, 0.33),
-        "my": _u(rng, 0.45, 0.56),
+        "aspect": uniform(rng, 1.2, 1.42),
+        "jaw": uniform(rng, 0.08, 0.24),
+        "ex": uniform(rng, 0.33, 0.41),
+        "ey": uniform(rng, -0.14, -0.02),
+        "esize": uniform(rng, 0.15, 0.2),
+        "ny": uniform(rng, 0.18, 0.3),
+        "mw": uniform(rng, 0.22, 0.33),
+        "my": uniform(rng, 0.45, 0.56),
         "lip": np.clip(skin * np.array([0.78, 0.55, 0.56]) + np.array([25, 5, 8]), 0, 255).astype(np.float32),
-        "brow": _u(rng, 0.035, 0.07),
+        "brow": uniform(rng, 0.035, 0.07),
         "ears": rng.random() < 0.85,
         "glasses": rng.random() < 0.15,
-        "beard": _u(rng, 0.25, 0.75) if rng.random() < 0.12 else 0.0,
+        "beard": uniform(rng, 0.25, 0.75) if rng.random() < 0.12 else 0.0,
         "cloth": np.array(_rand_color(rng, 20, 230, 0.8), np.float32),
     }
 
@@ -544,13 +522,13 @@ def _camera(rng, arr, *, noise, fpn, blur_sigma, quality):
         im = _blur_image(Image.fromarray(arr.astype(np.uint8)), blur_sigma)
         arr[...] = np.asarray(im)
     # lighting gradient + vignetting (separable) + exposure + white balance
-    ang = _u(rng, 0, 2 * math.pi)
-    g = _u(rng, 0.0, 0.45)
-    vig = _u(rng, 0.0, 0.5)
+    ang = uniform(rng, 0, 2 * math.pi)
+    g = uniform(rng, 0.0, 0.45)
+    vig = uniform(rng, 0.0, 0.5)
     tx = np.linspace(-1, 1, W, dtype=np.float32)
     ty = np.linspace(-1, 1, H, dtype=np.float32) * (H / W)
     temp, tint = rng.normal(0, 0.07), rng.normal(0, 0.025)
-    wb = np.array([1 + temp, 1 + tint, 1 - temp], np.float32) * _u(rng, 0.8, 1.15)
+    wb = np.array([1 + temp, 1 + tint, 1 - temp], np.float32) * uniform(rng, 0.8, 1.15)
     gx = (1 + g * math.cos(ang) * tx - vig * 0.5 * tx * tx)[:, None] * wb[None, :]
     gy = (1 + g * math.sin(ang) * ty - vig * 0.5 * ty * ty)[:, None]
     arr *= gx[None, :, :]
@@ -563,7 +541,7 @@ def _camera(rng, arr, *, noise, fpn, blur_sigma, quality):
         arr *= c
         arr += 110.0 + 20.0 * (1 - q)
     # sensor noise from a fixed bank at a random offset (fast, deterministic)
-    sigma = noise * (1 + 3.0 * (1 - q)) * _u(rng, 0.7, 1.3)
+    sigma = noise * (1 + 3.0 * (1 - q)) * uniform(rng, 0.7, 1.3)
     bank = _noise_bank()
     if H <= bank.shape[0] and W <= bank.shape[1]:
         oy, ox = int(rng.integers(0, bank.shape[0] - H + 1)), int(rng.integers(0, bank.shape[1] - W + 1))
@@ -590,7 +568,7 @@ def _camera(rng, arr, *, noise, fpn, blur_sigma, quality):
 
 
 def _light(rng):
-    v = np.array([rng.normal(0, 0.5), rng.normal(-0.3, 0.35), _u(rng, 0.6, 1.0)])
+    v = np.array([rng.normal(0, 0.5), rng.normal(-0.3, 0.35), uniform(rng, 0.6, 1.0)])
     return tuple(v / np.linalg.norm(v))
 
 
@@ -604,7 +582,7 @@ def _place_face(rng, W, H, a, b, centered=0.5):
 
 
 def _person_scene(rng, W, H, P, a, b, yaw, pitch, roll, fc=None, dim=1.0):
-    bg = _background(rng, W, H, dim=dim)
+    bg = background(rng, W, H, dim=dim)
     arr = np.asarray(bg, dtype=np.float32).copy()
     fcx, fcy = fc if fc is not None else _place_face(rng, W, H, a, b)
     box, lms = _draw_person(arr, P, fcx, fcy, a, b, yaw, pitch, roll, _light(rng))
@@ -639,14 +617,14 @@ def _print_media(rng, src):
     x = src / 255.0
     # washed colours: lower saturation and contrast, raised black level, paper tint
     grey = x.mean(axis=2, keepdims=True)
-    x = grey + (x - grey) * _u(rng, 0.45, 0.85)
-    black, white = _u(rng, 0.05, 0.2), _u(rng, 0.84, 0.97)
+    x = grey + (x - grey) * uniform(rng, 0.45, 0.85)
+    black, white = uniform(rng, 0.05, 0.2), uniform(rng, 0.84, 0.97)
     x = black + x * (white - black)
     # CMY halftone screen
-    strength = _u(rng, 0.35, 1.0)
-    per = _u(rng, 2.6, 6.0)
-    base_ang = _u(rng, 0, math.pi / 2)
-    sharp = _u(rng, 3.0, 9.0)
+    strength = uniform(rng, 0.35, 1.0)
+    per = uniform(rng, 2.6, 6.0)
+    base_ang = uniform(rng, 0, math.pi / 2)
+    sharp = uniform(rng, 3.0, 9.0)
     cmy = 1.0 - x
     out = np.empty_like(x)
     for ch, dang in enumerate((math.radians(15), math.radians(75), 0.0)):
@@ -659,8 +637,8 @@ def _print_media(rng, src):
         out[..., ch] = 1.0 - ink
     x = x * (1 - strength) + out * strength
     # paper: margin, tint, texture
-    paper = np.array([_u(rng, 0.88, 0.98), _u(rng, 0.87, 0.97), _u(rng, 0.82, 0.95)], np.float32)
-    m = 0 if rng.random() < 0.25 else int(_u(rng, 0.03, 0.14) * max(w, h))
+    paper = np.array([uniform(rng, 0.88, 0.98), uniform(rng, 0.87, 0.97), uniform(rng, 0.82, 0.95)], np.float32)
+    m = 0 if rng.random() < 0.25 else int(uniform(rng, 0.03, 0.14) * max(w, h))
     sheet = np.empty((h + 2 * m, w + 2 * m, 3), np.float32)
     sheet[...] = paper
     sheet[m : m + h, m : m + w] = x * (0.6 + 0.4 * paper)
@@ -673,9 +651,9 @@ def _print_media(rng, src):
     )
     sheet *= tex[..., None]
     if rng.random() < 0.25:  # glossy photo paper reflection
-        gx = np.exp(-(((np.arange(sw) - _u(rng, 0, sw)) / (_u(rng, 0.15, 0.5) * sw)) ** 2))
-        gy = np.exp(-(((np.arange(sh) - _u(rng, 0, sh)) / (_u(rng, 0.15, 0.5) * sh)) ** 2))
-        sheet += (_u(rng, 0.05, 0.25) * np.outer(gy, gx).astype(np.float32))[..., None]
+        gx = np.exp(-(((np.arange(sw) - uniform(rng, 0, sw)) / (uniform(rng, 0.15, 0.5) * sw)) ** 2))
+        gy = np.exp(-(((np.arange(sh) - uniform(rng, 0, sh)) / (uniform(rng, 0.15, 0.5) * sh)) ** 2))
+        sheet += (uniform(rng, 0.05, 0.25) * np.outer(gy, gx).astype(np.float32))[..., None]
     alpha = np.ones((sh, sw), np.float32)
     return np.clip(sheet * 255, 0, 255), alpha, (m, m)
 
@@ -684,14 +662,14 @@ def _replay_media(rng, src, phone):
     h, w = src.shape[:2]
     x = src / 255.0
     # display gamma / blue cast / black level
-    np.power(np.clip(x, 0, 1), _u(rng, 0.7, 1.3), out=x)
-    c = _u(rng, 0.03, 0.14)
+    np.power(np.clip(x, 0, 1), uniform(rng, 0.7, 1.3), out=x)
+    c = uniform(rng, 0.03, 0.14)
     x *= np.array([1 - c, 1 - c / 4, 1 + c * 0.6], np.float32)
-    bl = _u(rng, 0.02, 0.1)
+    bl = uniform(rng, 0.02, 0.1)
     x = bl + x * (1 - bl)
     # RGB sub-pixel stripes + dark gaps between pixel rows
-    pitch = _u(rng, 2.0, 4.2)
-    s = _u(rng, 0.15, 0.55)
+    pitch = uniform(rng, 2.0, 4.2)
+    s = uniform(rng, 0.15, 0.55)
     xs = np.arange(w, dtype=np.float32) / pitch
     colm = np.stack([0.5 + 0.5 * np.cos(2 * math.pi * (xs - k / 3.0)) for k in range(3)], axis=1)
     colm = (1 - s) + s * 1.6 * colm
@@ -699,26 +677,26 @@ def _replay_media(rng, src, phone):
     x *= colm[None, :, :].astype(np.float32)
     x *= rowm[:, None, None].astype(np.float32)
     # moire: two fine gratings at slightly different frequency / angle, plus their beat
-    p1 = _u(rng, 1.8, 3.2)
-    d = _u(rng, 0.03, 0.15)
-    t1, t2 = _u(rng, -0.3, 0.3), _u(rng, -0.05, 0.05)
+    p1 = uniform(rng, 1.8, 3.2)
+    d = uniform(rng, 0.03, 0.15)
+    t1, t2 = uniform(rng, -0.3, 0.3), uniform(rng, -0.05, 0.05)
     f1 = (math.cos(t1) / p1, math.sin(t1) / p1)
     f2 = (math.cos(t1 + t2) / (p1 * (1 + d)), math.sin(t1 + t2) / (p1 * (1 + d)))
-    am = _u(rng, 0.06, 0.25)
+    am = uniform(rng, 0.06, 0.25)
     g = _sep_cos(w, h, *f1) * _sep_cos(w, h, *f2)
-    g += 0.5 * _sep_cos(w, h, f1[0] - f2[0], f1[1] - f2[1], _u(rng, 0, 6.3))
+    g += 0.5 * _sep_cos(w, h, f1[0] - f2[0], f1[1] - f2[1], uniform(rng, 0, 6.3))
     x *= (1 + am * g)[..., None]
     # glare: bright elliptical gradient
     if rng.random() < 0.8:
-        gx = np.exp(-(((np.arange(w) - _u(rng, 0, w)) / (_u(rng, 0.15, 0.6) * w)) ** 2))
-        gy = np.exp(-(((np.arange(h) - _u(rng, 0, h)) / (_u(rng, 0.15, 0.6) * h)) ** 2))
-        x += (_u(rng, 0.1, 0.5) * np.outer(gy, gx).astype(np.float32))[..., None]
+        gx = np.exp(-(((np.arange(w) - uniform(rng, 0, w)) / (uniform(rng, 0.15, 0.6) * w)) ** 2))
+        gy = np.exp(-(((np.arange(h) - uniform(rng, 0, h)) / (uniform(rng, 0.15, 0.6) * h)) ** 2))
+        x += (uniform(rng, 0.1, 0.5) * np.outer(gy, gx).astype(np.float32))[..., None]
     # bezel
-    bz = int(_u(rng, 0.025, 0.09) * min(w, h)) + 2
+    bz = int(uniform(rng, 0.025, 0.09) * min(w, h)) + 2
     bcol = (
-        np.full(3, _u(rng, 0.02, 0.12), np.float32)
+        np.full(3, uniform(rng, 0.02, 0.12), np.float32)
         if rng.random() < 0.8
-        else np.full(3, _u(rng, 0.75, 0.92), np.float32)
+        else np.full(3, uniform(rng, 0.75, 0.92), np.float32)
     )
     sheet = np.empty((h + 2 * bz, w + 2 * bz, 3), np.float32)
     sh, sw = sheet.shape[:2]
@@ -727,7 +705,7 @@ def _replay_media(rng, src, phone):
     sheet[bz : bz + h, bz : bz + w] = x
     alpha = np.ones((sh, sw), np.float32)
     if phone:
-        rad = int(_u(rng, 0.06, 0.12) * min(sw, sh))
+        rad = int(uniform(rng, 0.06, 0.12) * min(sw, sh))
         mask = Image.new("L", (sw, sh), 0)
         ImageDraw.Draw(mask).rounded_rectangle([0, 0, sw - 1, sh - 1], radius=rad, fill=255)
         alpha = np.asarray(mask, np.float32) / 255
@@ -736,34 +714,34 @@ def _replay_media(rng, src, phone):
 
 def _render_attack(rng, attack_type, W, H, F, yaw, pitch, roll, P):
     """Returns (arr float32 HxWx3, box, landmarks, roll_total)."""
-    scale = _u(rng, 0.9, 1.1)  # sheet pixels -> frame pixels
+    scale = uniform(rng, 0.9, 1.1)  # sheet pixels -> frame pixels
     Fs = F / scale
     a = Fs / 2
     b = a * P["aspect"]
     phone = False
     if attack_type == "print":
-        k = _u(rng, 1.6, 3.4)
+        k = uniform(rng, 1.6, 3.4)
         aspect = [1.33, 1.0, 0.75, 1.41][rng.integers(4)]
     else:
         kind = rng.choice(3, p=[0.5, 0.3, 0.2])
         if kind == 0:
-            phone, k, aspect = True, _u(rng, 1.3, 2.3), _u(rng, 1.75, 2.15)
+            phone, k, aspect = True, uniform(rng, 1.3, 2.3), uniform(rng, 1.75, 2.15)
         elif kind == 1:
-            k, aspect = _u(rng, 2.0, 3.6), [0.75, 1.33][rng.integers(2)]
+            k, aspect = uniform(rng, 2.0, 3.6), [0.75, 1.33][rng.integers(2)]
         else:
-            k, aspect = _u(rng, 2.8, 5.0), 0.625
+            k, aspect = uniform(rng, 2.8, 5.0), 0.625
         if rng.random() < 0.3:
             aspect = 1 / aspect
     cw = k * 2 * a
     ch = cw * aspect
     f = min(1.0, 1.15 * W / scale / cw, 1.2 * H / scale / ch)  # keep the medium not much larger than the frame
     cw, ch = max(int(cw * f), int(2.3 * a)), max(int(ch * f), int(2.3 * b))
-    fc = (cw / 2 + rng.normal(0, 0.06) * cw, ch * _u(rng, 0.4, 0.52))
+    fc = (cw / 2 + rng.normal(0, 0.06) * cw, ch * uniform(rng, 0.4, 0.52))
     fc = (float(np.clip(fc[0], 1.05 * a, cw - 1.05 * a)), float(np.clip(fc[1], 1.0 * b, ch - 1.0 * b)))
     src, _, lms = _person_scene(rng, cw, ch, P, a, b, yaw, pitch, roll, fc=fc)
-    if _u(rng, 0, 1) < 0.7:  # the photo itself was a little soft
+    if uniform(rng, 0, 1) < 0.7:  # the photo itself was a little soft
         src = np.asarray(
-            _blur_image(Image.fromarray(np.clip(src, 0, 255).astype(np.uint8)), _u(rng, 0.3, 0.9)), np.float32
+            _blur_image(Image.fromarray(np.clip(src, 0, 255).astype(np.uint8)), uniform(rng, 0.3, 0.9)), np.float32
         )
     if attack_type == "print":
         sheet, alpha, (ox, oy) = _print_media(rng, src)
@@ -775,13 +753,13 @@ def _render_attack(rng, attack_type, W, H, F, yaw, pitch, roll, P):
     # geometry: similarity placing the face in the frame + perspective jitter
     tgt = _place_face(rng, W, H, a * scale, b * scale)
     if rng.random() < 0.2:  # sometimes partly out of frame
-        tgt = (tgt[0] + rng.choice([-1, 1]) * _u(rng, 0.1, 0.25) * W, tgt[1])
+        tgt = (tgt[0] + rng.choice([-1, 1]) * uniform(rng, 0.1, 0.25) * W, tgt[1])
         tgt = (float(np.clip(tgt[0], a * scale, W - a * scale)), tgt[1])
     th = math.radians(rot)
     cth, sth = math.cos(th) * scale, math.sin(th) * scale
     fx, fy = fc[0] + ox, fc[1] + oy
     corners = [(0, 0), (sw, 0), (sw, sh), (0, sh)]
-    jit = _u(rng, 0.0, 0.07) * max(sw, sh) * scale
+    jit = uniform(rng, 0.0, 0.07) * max(sw, sh) * scale
     dst = []
     for x, y in corners:
         dx, dy = x - fx, y - fy
@@ -796,7 +774,7 @@ def _render_attack(rng, attack_type, W, H, F, yaw, pitch, roll, P):
     bx0, by0 = max(int(dq[:, 0].min()), 0), max(int(dq[:, 1].min()), 0)
     bx1, by1 = min(int(dq[:, 0].max()) + 2, W), min(int(dq[:, 1].max()) + 2, H)
     arr = np.asarray(
-        _background(rng, W, H, dim=_u(rng, 0.5, 1.0) if attack_type == "replay" else 1.0), np.float32
+        background(rng, W, H, dim=uniform(rng, 0.5, 1.0) if attack_type == "replay" else 1.0), np.float32
     ).copy()
     if bx0 < bx1 and by0 < by1:
         T = np.array([[1, 0, bx0], [0, 1, by0], [0, 0, 1]], float)
@@ -814,15 +792,15 @@ def _render_attack(rng, attack_type, W, H, F, yaw, pitch, roll, P):
     # fingers holding the sheet / a hand holding the phone
     if rng.random() < (0.5 if attack_type == "print" else 0.35):
         e = int(rng.integers(4))
-        t = _u(rng, 0.2, 0.8)
+        t = uniform(rng, 0.2, 0.8)
         p0, p1 = dq[e], dq[(e + 1) % 4]
         px, py = p0 + (p1 - p0) * t
         cen = dq.mean(axis=0)
         nrm = np.array([px, py]) - cen
         nrm /= np.linalg.norm(nrm) + 1e-9
         fang = math.atan2(nrm[1], nrm[0])
-        hand = _SKIN[rng.integers(len(_SKIN))] * _u(rng, 0.85, 1.05)
-        fw_ = _u(rng, 0.06, 0.12) * F * 1.6
+        hand = _SKIN[rng.integers(len(_SKIN))] * uniform(rng, 0.85, 1.05)
+        fw_ = uniform(rng, 0.06, 0.12) * F * 1.6
         for j in range(int(rng.integers(1, 4))):
             off = (j - 1) * fw_ * 1.9
             qx, qy = px - nrm[1] * off, py + nrm[0] * off
@@ -846,20 +824,20 @@ def _render_attack(rng, attack_type, W, H, F, yaw, pitch, roll, P):
 # public API
 
 
-def _random_face_size(rng, W, H, lo=100, hi=300, small_share=0.2):
+def random_face_size(rng, W, H, lo=100, hi=300, small_share=0.2):
     hi = min(hi, 0.6 * min(W, H))
     if rng.random() < small_share:
-        return _u(rng, 60, 130)
-    return _u(rng, min(lo, hi - 1), hi)
+        return uniform(rng, 60, 130)
+    return uniform(rng, min(lo, hi - 1), hi)
 
 
-def _random_blur(rng):
+def random_blur(rng):
     r = rng.random()
     if r < 0.65:
-        return _u(rng, 0.0, 0.12)
+        return uniform(rng, 0.0, 0.12)
     if r < 0.9:
-        return _u(rng, 0.12, 0.4)
-    return _u(rng, 0.4, 0.9)
+        return uniform(rng, 0.12, 0.4)
+    return uniform(rng, 0.4, 0.9)
 
 
 def render_sample(
@@ -893,15 +871,15 @@ def render_sample(
         device = _DEVICE_BY_ID[device]
     W, H = int(size[0]), int(size[1])
     P = _person_params(np.random.default_rng(identity) if identity is not None else rng)
-    F = float(face_size) if face_size is not None else _random_face_size(rng, W, H)
+    F = float(face_size) if face_size is not None else random_face_size(rng, W, H)
     F = max(12.0, min(F, 0.9 * min(W, H)))
     if yaw is None:
-        yaw = float(np.clip(rng.normal(0, 13), -55, 55)) if rng.random() < 0.88 else _u(rng, -50, 50)
+        yaw = float(np.clip(rng.normal(0, 13), -55, 55)) if rng.random() < 0.88 else uniform(rng, -50, 50)
     if pitch is None:
         pitch = float(np.clip(rng.normal(0, 8), -35, 35))
     roll = float(np.clip(rng.normal(0, 5), -20, 20))
     if blur is None:
-        blur = _random_blur(rng)
+        blur = random_blur(rng)
     blur = float(np.clip(blur, 0.0, 1.0))
 
     squash = 1.0 - 0.1 * abs(math.sin(math.radians(yaw)))
@@ -917,8 +895,8 @@ def render_sample(
         noise = device.noise
         fpn = _device_fpn(device.device_id, W, H, device.fpn)
     else:
-        noise = _u(rng, 1.5, 5.0)
-        amp = _u(rng, 0.3, 1.5)
+        noise = uniform(rng, 1.5, 5.0)
+        amp = uniform(rng, 0.3, 1.5)
         fpn = (
             (rng.standard_normal((W, 3)) * amp).astype(np.float32),
             (rng.standard_normal((H, 1)) * amp * 0.6).astype(np.float32),
@@ -946,281 +924,6 @@ def training_samples(n: int, seed: int) -> Iterator[Sample]:
         label, at = ("genuine", None) if r < 0.5 else ("attack", "print" if r < 0.75 else "replay")
         dev = DEVICES[int(rng.integers(len(DEVICES)))]
         W, H = dev.size
-        F = _random_face_size(rng, W, H, 100, 300, small_share=0.15)
-        q = 1.0 if rng.random() < 0.8 else _u(rng, 0.5, 1.0)
+        F = random_face_size(rng, W, H, 100, 300, small_share=0.15)
+        q = 1.0 if rng.random() < 0.8 else uniform(rng, 0.5, 1.0)
         yield render_sample(rng, label=label, attack_type=at, size=dev.size, face_size=F, quality=q, device=dev)
-
-
-def days_ending(end_day: _dt.date | None, days: int) -> list[_dt.date]:
-    """The ``days`` days up to ``end_day`` (default: yesterday), oldest first."""
-    end = end_day or _dt.date.today() - _dt.timedelta(days=1)
-    return [end - _dt.timedelta(days=days - 1 - k) for k in range(days)]
-
-
-def face_fields(s: Sample) -> dict:
-    """The sidecar fields a device that tracks the face sends: box, landmarks, pose, blur."""
-    return {
-        "face": {
-            "x": int(round(s.box.x)),
-            "y": int(round(s.box.y)),
-            "w": int(round(s.box.w)),
-            "h": int(round(s.box.h)),
-        },
-        "landmarks": [[round(x, 1), round(y, 1)] for x, y in s.landmarks],
-        "pose": {k: round(float(v), 1) for k, v in s.pose.items()},
-        "blur": round(s.blur, 3),
-    }
-
-
-def encode(img: Image.Image, fmt: str, quality: int) -> bytes:
-    buf = io.BytesIO()
-    if fmt == "png":
-        img.save(buf, "PNG", compress_level=1)
-    else:
-        img.save(buf, "JPEG", quality=int(quality))
-    return buf.getvalue()
-
-
-def write_new(path: Path, data: bytes) -> bool:
-    """Write without ever overwriting; False if the file already exists."""
-    try:
-        with open(path, "xb") as fh:
-            fh.write(data)
-        return True
-    except FileExistsError:
-        return False
-
-
-def generate_inbox(
-    out: Path,
-    *,
-    days: int,
-    per_day: int,
-    seed: int = 0,
-    end_day: _dt.date | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    camera_blur: Callable[[_dt.date, str, str], float | None] | None = None,
-) -> dict:
-    """Write a demo inbox (SPEC section 3) for ``days`` days ending at ``end_day`` (default:
-    yesterday).  File names are ``s{seed}_{i:06d}.jpg|.png`` so runs with other seeds add files;
-    existing files are never overwritten (they are counted as ``skipped_existing``).
-
-    Contents per day: ~per_day files (+-20%), ~5-15% attacks with both types every day, ~30% of
-    sidecars labelled (attacks 50%), ~10% of images without sidecar, ~5% with a sidecar without
-    ``face``, ~1% broken files (truncated JPEG / zero bytes / text; at least one per day),
-    ~1% exact byte duplicates (at least one per day, of an earlier file, maybe an earlier day),
-    ~3% late arrivals (captured_at late on the previous day).  ``gate-south`` degrades over the
-    days (more noise, less contrast, more blur, lower JPEG quality).
-
-    ``camera_blur(day, device_id, stem)``, when given and not None for an image, replaces that
-    image's camera blur (liveness.demo_stories plants a blurry camera this way); every other
-    random decision stays as without it, so the other files are the same bytes."""
-    out = Path(out)
-    rng = np.random.default_rng([seed, 0x1B0C])
-    day_list = days_ending(end_day, days)
-    counts = [max(6, int(round(per_day * _u(rng, 0.8, 1.2)))) for _ in day_list]
-    total = sum(counts)
-    weights = np.array([d.weight for d in DEVICES])
-    weights /= weights.sum()
-    subjects = {
-        d.device_id: [
-            (f"u{int(rng.integers(16**8)):08x}", int(rng.integers(2**31))) for _ in range(int(rng.integers(6, 16)))
-        ]
-        for d in DEVICES
-    }
-
-    summary: dict = {
-        "out": str(out),
-        "seed": seed,
-        "days": [d.isoformat() for d in day_list],
-        "planned": total,
-        "files_written": 0,
-        "images": 0,
-        "sidecars": 0,
-        "skipped_existing": 0,
-        "by_label": {"genuine": 0, "attack": 0},
-        "by_attack_type": {t: 0 for t in ATTACK_TYPES},
-        "by_device": {d.device_id: 0 for d in DEVICES},
-        "by_day": {},
-        "labelled": 0,
-        "no_sidecar": 0,
-        "sidecar_without_face": 0,
-        "png": 0,
-        "small_faces": 0,
-        "large_pose": 0,
-        "blurry": 0,
-        "late_arrivals": 0,
-        "broken": 0,
-        "broken_files": [],
-        "duplicates": [],
-    }
-    written: list[tuple[Path, Path | None]] = []  # (image, sidecar) of good images, for duplicates
-    done = 0
-    counter = 0
-
-    def rel(p: Path) -> str:
-        return p.relative_to(out).as_posix()
-
-    for di, day in enumerate(day_list):
-        n = counts[di]
-        n_broken = max(1, int(round(0.01 * n)))
-        n_dup = max(1, int(round(0.01 * n)))
-        n_img = n - n_broken - n_dup
-        n_att = min(n_img // 2, max(2, int(round(n_img * _u(rng, 0.05, 0.15)))))
-        kinds = (
-            ["print", "replay"]
-            + [ATTACK_TYPES[int(rng.integers(2))] for _ in range(n_att - 2)]
-            + ["genuine"] * (n_img - n_att)
-            + ["broken"] * n_broken
-            + ["dup"] * n_dup
-        )
-        kinds = [kinds[i] for i in rng.permutation(len(kinds))]
-        frac = di / max(days - 1, 1)
-        day_stats = summary["by_day"].setdefault(
-            day.isoformat(), {"files": 0, "genuine": 0, "attack": 0, "print": 0, "replay": 0}
-        )
-        for kind in kinds:
-            counter += 1
-            dev = DEVICES[int(rng.choice(len(DEVICES), p=weights))]
-            ddir = out / day.isoformat() / dev.device_id
-            stem = f"s{seed}_{counter:06d}"
-            if kind == "dup" and not written:
-                kind = "genuine"
-            if kind == "dup":
-                src_img, src_side = written[int(rng.integers(len(written)))]
-                ddir = out / day.isoformat() / src_img.parent.name
-                ddir.mkdir(parents=True, exist_ok=True)
-                dst = ddir / (stem + src_img.suffix)
-                if write_new(dst, src_img.read_bytes()):
-                    summary["files_written"] += 1
-                    summary["duplicates"].append([rel(src_img), rel(dst)])
-                    day_stats["files"] += 1
-                else:
-                    summary["skipped_existing"] += 1
-                copy_side = rng.random() < 0.5
-                if src_side is not None and copy_side:
-                    if write_new(ddir / (stem + ".json"), src_side.read_bytes()):
-                        summary["files_written"] += 1
-                        summary["sidecars"] += 1
-                done += 1
-                if progress:
-                    progress(done, total)
-                continue
-            ddir.mkdir(parents=True, exist_ok=True)
-            irng = np.random.default_rng([seed, day.toordinal(), counter])
-            if kind == "broken":
-                how = ["truncated", "empty", "text"][int(rng.integers(3))]
-                if how == "truncated":
-                    im = _background(irng, *dev.size)
-                    data = encode(im, "jpg", dev.jpeg_quality)
-                    data = data[: int(len(data) * _u(rng, 0.3, 0.7))]
-                elif how == "empty":
-                    data = b""
-                else:
-                    data = b"<html><body>502 Bad Gateway: upload failed</body></html>\n"
-                path = ddir / (stem + ".jpg")
-                if write_new(path, data):
-                    summary["files_written"] += 1
-                    summary["broken"] += 1
-                    summary["broken_files"].append(rel(path))
-                    day_stats["files"] += 1
-                else:
-                    summary["skipped_existing"] += 1
-                if rng.random() < 0.5:
-                    side = {
-                        "captured_at": _dt.datetime.combine(
-                            day, _dt.time(int(rng.integers(7, 22)), int(rng.integers(60)), int(rng.integers(60))), TZ
-                        ).isoformat(),
-                        "site": dev.site,
-                    }
-                    if write_new(ddir / (stem + ".json"), json.dumps(side).encode()):
-                        summary["files_written"] += 1
-                        summary["sidecars"] += 1
-                done += 1
-                if progress:
-                    progress(done, total)
-                continue
-
-            label = "genuine" if kind == "genuine" else "attack"
-            at = None if kind == "genuine" else kind
-            W, H = dev.size
-            F = _random_face_size(rng, W, H, *dev.face_range, small_share=0.15)
-            quality = 1.0 if rng.random() < 0.9 else _u(rng, 0.6, 1.0)
-            blur = _random_blur(rng)
-            jq = dev.jpeg_quality
-            if dev.degrades:
-                quality = min(quality, 1.0 - 0.5 * frac)
-                blur = min(1.0, blur + 0.4 * frac * _u(rng, 0.5, 1.0))
-                jq = int(jq - 20 * frac)
-            if camera_blur is not None and (forced := camera_blur(day, dev.device_id, stem)) is not None:
-                blur = forced
-            subj, ident = subjects[dev.device_id][int(rng.integers(len(subjects[dev.device_id])))]
-            # every random decision is made before looking at the disk, so a rerun takes the same path
-            fmt = "png" if rng.random() < 0.05 else "jpg"
-            r_side = rng.random()
-            late = rng.random() < 0.03
-            if late:
-                t = _dt.datetime.combine(day - _dt.timedelta(days=1), _dt.time(21, 0), TZ) + _dt.timedelta(
-                    seconds=int(rng.integers(3 * 3600))
-                )
-            else:
-                t = _dt.datetime.combine(day, _dt.time(7, 0), TZ) + _dt.timedelta(seconds=int(rng.integers(15 * 3600)))
-            labelled = rng.random() < (0.5 if label == "attack" else 0.3)
-            path = ddir / f"{stem}.{fmt}"
-            side_path = ddir / f"{stem}.json" if r_side >= 0.10 else None
-            if path.exists():
-                summary["skipped_existing"] += 1
-            else:
-                s = render_sample(
-                    irng,
-                    label=label,
-                    attack_type=at,
-                    size=dev.size,
-                    face_size=F,
-                    blur=blur,
-                    quality=quality,
-                    device=dev,
-                    identity=ident,
-                )
-                if not write_new(path, encode(s.image, fmt, jq)):
-                    summary["skipped_existing"] += 1
-                else:
-                    summary["files_written"] += 1
-                    summary["images"] += 1
-                    summary["png"] += fmt == "png"
-                    summary["by_label"][label] += 1
-                    day_stats[label] += 1
-                    day_stats["files"] += 1
-                    if at:
-                        summary["by_attack_type"][at] += 1
-                        day_stats[at] += 1
-                    summary["by_device"][dev.device_id] += 1
-                    summary["small_faces"] += s.box.min_side < 130
-                    summary["large_pose"] += abs(s.pose["yaw"]) > 30 or abs(s.pose["pitch"]) > 30
-                    summary["blurry"] += s.blur > 0.5
-                    if side_path is None:
-                        summary["no_sidecar"] += 1
-                    else:
-                        side: dict = {"captured_at": t.isoformat()}
-                        summary["late_arrivals"] += late
-                        if r_side >= 0.15:
-                            side.update(face_fields(s))
-                        else:
-                            summary["sidecar_without_face"] += 1
-                        if labelled:
-                            side["label"] = label
-                            if at:
-                                side["attack_type"] = at
-                            summary["labelled"] += 1
-                        side["subject"] = subj
-                        side["site"] = dev.site
-                        if write_new(side_path, (json.dumps(side, indent=1) + "\n").encode()):
-                            summary["files_written"] += 1
-                            summary["sidecars"] += 1
-            if side_path is not None and not side_path.exists():
-                side_path = None
-            written.append((path, side_path))
-            done += 1
-            if progress:
-                progress(done, total)
-    return summary
