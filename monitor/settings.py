@@ -259,7 +259,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
     }
 
-# Django's cache holds the overview's computed figures (monitor/views/overview.py), keyed by a
+# Django's cache holds the overview's computed figures (monitor/trends.py), keyed by a
 # fingerprint of the rows they come from, so a recomputed day shows at once. Default: each process
 # its own (LocMemCache); CACHE_URL=redis://host:6379/1 shares one cache between the web workers.
 CACHE_URL = env_str("CACHE_URL")

@@ -248,7 +248,7 @@ def test_it_keeps_the_number_of_queries_fixed_whatever_the_data(client_in):
     assert len(many.captured_queries) == len(few.captured_queries)
 
 
-# --- the cached figures (monitor/views/overview.py: `cached_figures`, `data_version`) -----------------
+# --- the cached figures (monitor/trends.py: `cached_figures`, `data_version`) -------------------------
 
 
 NOON = timezone.make_aware(dt.datetime.combine(DAY, dt.time(12)))  # an event on DAY, in the range
@@ -260,16 +260,16 @@ def without_tokens(html: str) -> str:
 
 def counting_figures(monkeypatch) -> list:
     """Count the computations of the figures (a cache miss each)."""
-    from monitor.views import overview
+    from monitor import trends
 
     calls = []
-    real = overview.figures
+    real = trends.figures
 
     def spy(*args):
         calls.append(args)
         return real(*args)
 
-    monkeypatch.setattr(overview, "figures", spy)
+    monkeypatch.setattr(trends, "figures", spy)
     return calls
 
 
@@ -383,7 +383,7 @@ def test_it_keeps_the_figures_of_each_range_and_device_apart(client_in, monkeypa
 
 @pytest.mark.django_db
 def test_the_fingerprint_changes_with_every_write_the_figures_come_from():
-    from monitor.views.overview import data_version
+    from monitor.trends import data_version
 
     seen = [data_version()]
     for _ in range(3):
@@ -410,7 +410,7 @@ def test_the_fingerprint_sees_a_day_that_committed_after_a_later_one():
     """Two days recomputed at once on PostgreSQL can commit out of order: the first day's new
     rows then have ids below the second's, and the count, the largest id and the latest
     computed_at stay as they were. The figures must still be computed again."""
-    from monitor.views.overview import data_version
+    from monitor.trends import data_version
 
     first, second = DAY - dt.timedelta(days=1), DAY
     for day in (first, second):
