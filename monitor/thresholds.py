@@ -39,6 +39,7 @@ from liveness import metrics, scorefile
 from liveness.metrics import UNKNOWN_TYPE, ApcerPoint, Rate, StrategyRow
 
 from .models import Ensemble, Image
+from .rates import interval, pct
 
 DEFAULT_TARGET_FPRS = metrics.DEFAULT_TARGET_FPRS  # 0.1% and 1%
 ROW_KEYS = ("minface", "quality", "target_fpr", "threshold", "tpr", "fpr", "attack", "genuine", "fp", "tp")
@@ -475,16 +476,8 @@ def as_csv_text(result: TableResult) -> str:
     return buf.getvalue()
 
 
-def pct(x: float | None, digits: int = 2) -> str:
-    return "-" if x is None else f"{100 * x:.{digits}f}%"
-
-
 def fpr_label(f: float) -> str:
     return f"{100 * f:g}%"
-
-
-def interval(r: Rate) -> str:
-    return f"[{100 * r.low:.2f}, {100 * r.high:.2f}]"
 
 
 def threshold_text(t: float | None) -> str:

@@ -28,6 +28,7 @@ from django.urls import reverse
 
 from liveness.metrics import UNKNOWN_TYPE, Rate, wilson
 
+from .. import rates
 from ..access import get_image_for_user
 from ..api_auth import ApiError, api_view
 from ..attempts import per_user
@@ -149,11 +150,6 @@ def image_detail(request, im: Image) -> dict:
     return out
 
 
-def _rate(k: int, n: int) -> dict:
-    r = wilson(k, n)
-    return {"k": r.k, "n": r.n, "rate": r.value if n else None, "low": r.low, "high": r.high, "too_few": r.too_few}
-
-
 # -- views -----------------------------------------------------------------------------------
 
 
@@ -262,14 +258,14 @@ def _figures(fig: DayFigures) -> dict:
     return {
         "counted": fig.counted_text,
         "scored": fig.scored,
-        "flag_rate": _rate(fig.flagged, fig.scored),
-        "fpr": _rate(fig.fp, fig.genuine),
-        "tpr": _rate(fig.tp, fig.attacks),
-        "apcer_per_type": {name: _rate(r.k, r.n) for name, r in per_type.items()},
+        "flag_rate": rates.for_json(wilson(fig.flagged, fig.scored)),
+        "fpr": rates.for_json(wilson(fig.fp, fig.genuine)),
+        "tpr": rates.for_json(wilson(fig.tp, fig.attacks)),
+        "apcer_per_type": {name: rates.for_json(r) for name, r in per_type.items()},
         "apcer": worst[1].value if worst else None,
         "apcer_type": worst[0] if worst else None,
-        "apcer_rate": _rate(worst[1].k, worst[1].n) if worst else None,
-        "untyped_attacks": _rate(untyped.k, untyped.n) if untyped else None,
+        "apcer_rate": rates.for_json(worst[1]) if worst else None,
+        "untyped_attacks": rates.for_json(untyped) if untyped else None,
         "bpcer": fig.fpr.value if fig.genuine else None,  # = FPR
         "acer": fig.acer,
         "acer_too_few": fig.acer_too_few,
@@ -288,7 +284,7 @@ def _day_figures(day: dt.date, m: DailyMetric) -> dict:
         "all_scored": _figures(m.figures(DailyMetric.ALL)),
         "histogram": m.histogram,  # scored images per score bin (10 equal bins over [0, 1]), gated
         # per user (an attempt group: one user's tries seconds apart), over every decided image
-        "per_user": {k: _rate(v.k, v.n) if isinstance(v, Rate) else v for k, v in per_user(m).items()},
+        "per_user": {k: rates.for_json(v) if isinstance(v, Rate) else v for k, v in per_user(m).items()},
         "threshold": m.threshold,  # of most of the day's decisions; all of them in decided_by
         "thresholds": m.thresholds,
         "mixed": m.mixed,

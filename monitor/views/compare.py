@@ -12,7 +12,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from .. import compare as service
-from .. import thresholds
+from .. import rates, thresholds
 from ..access import VIEW, require
 from ..models import Device, Ensemble, ShadowScore
 from ..shadow import ONE_MODEL_PREFIX, is_one_model
@@ -83,21 +83,12 @@ def _errors(form: forms.Form) -> list[str]:
     return out
 
 
-def _rate(r, value: float | None = None, digits: int = 2) -> dict:
-    return {
-        "value": thresholds.pct(r.value if value is None else value, digits),
-        "interval": thresholds.interval(r),
-        "counts": f"{r.k}/{r.n}",
-        "too_few": r.too_few,
-    }
-
-
 def _row(r) -> dict:
     return {
         "best": r.best,
         "threshold": thresholds.threshold_text(r.threshold),
-        "tpr": _rate(r.tpr_rate, r.tpr),
-        "fpr": _rate(r.fpr_rate, r.fpr, 3),
+        "tpr": rates.for_page(r.tpr_rate, r.tpr),
+        "fpr": rates.for_page(r.fpr_rate, r.fpr, 3),
         "tp": r.tp,
         "fp": r.fp,
         "attack": r.attack,
@@ -128,8 +119,8 @@ def _side(side: service.Side) -> dict:
         "fn": c.fn,
         "fp": c.fp,
         "tn": c.tn,
-        "tpr": _rate(c.tpr),
-        "fpr": _rate(c.fpr, digits=3),
+        "tpr": rates.for_page(c.tpr),
+        "fpr": rates.for_page(c.fpr, digits=3),
         "flagged": side.flagged,
     }
 

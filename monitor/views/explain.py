@@ -17,9 +17,8 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from liveness.explain import CLEAR_FACTOR
-from liveness.metrics import Rate
 
-from .. import explain
+from .. import explain, rates
 from ..access import VIEW, require
 from ..api_auth import ApiError, api_view
 from ..models import Device
@@ -70,16 +69,12 @@ def gallery_url(day, device: str, dims: str, value: str) -> str:
     return f"{reverse('gallery', args=[day])}?{urlencode(params)}"
 
 
-def _rate(r: Rate) -> dict:
-    return {"k": r.k, "n": r.n, "rate": r.value if r.n else None, "low": r.low, "high": r.high, "too_few": r.too_few}
-
-
 def _slice(request, e: explain.DayExplanation, s) -> dict:
     return {
         "dims": s.dims,
         "value": s.value,
-        "day": _rate(s.day),
-        "window": _rate(s.window),
+        "day": rates.for_json(s.day),
+        "window": rates.for_json(s.window),
         "risk_ratio_rest": s.rest_ratio,
         "risk_ratio_window": s.window_ratio,
         "excess": s.excess,
@@ -104,7 +99,9 @@ def as_json(request, e: explain.DayExplanation) -> dict:
         "measure": e.measure.name,
         "window": {"days": e.window_days, "from": e.window_from, "to": e.window_to, "days_with_data": e.days_with_data},
         "stored": e.stored,
-        "figures": {f.measure.name: {"day": _rate(f.day), "window": _rate(f.window)} for f in e.figures},
+        "figures": {
+            f.measure.name: {"day": rates.for_json(f.day), "window": rates.for_json(f.window)} for f in e.figures
+        },
         "overall": {
             "excess": o.excess,
             "direction": o.direction,

@@ -21,7 +21,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from liveness.scorefile import ScoreFileError
 
-from .. import thresholds
+from .. import rates, thresholds
 from ..access import VIEW, require
 from ..models import Ensemble, Image, ModelVersion
 
@@ -164,15 +164,6 @@ def _form_errors(form: forms.Form) -> list[str]:
     return out
 
 
-def _rate(r, value: float, digits: int = 2) -> dict:
-    return {
-        "value": thresholds.pct(value, digits),
-        "interval": thresholds.interval(r),
-        "counts": f"{r.k}/{r.n}",
-        "too_few": r.too_few,
-    }
-
-
 def _result_context(result: thresholds.TableResult) -> dict:
     groups = []
     for f, rows in result.groups():
@@ -182,8 +173,8 @@ def _result_context(result: thresholds.TableResult) -> dict:
                 "minface": "none" if r.minface is None else r.minface,
                 "quality": "on" if r.quality else "off",
                 "threshold": thresholds.threshold_text(r.threshold),
-                "tpr": _rate(r.tpr_rate, r.tpr),
-                "fpr": _rate(r.fpr_rate, r.fpr, 3),
+                "tpr": rates.for_page(r.tpr_rate, r.tpr),
+                "fpr": rates.for_page(r.fpr_rate, r.fpr, 3),
                 "attack": r.attack,
                 "genuine": r.genuine,
                 "tp": r.tp,
@@ -198,11 +189,11 @@ def _result_context(result: thresholds.TableResult) -> dict:
 def _bpcer_context(result: thresholds.TableResult) -> list[dict]:
     out = []
     for name, p in (("BPCER20", result.bpcer20), ("BPCER100", result.bpcer100)):
-        row = {"name": name, "point": p, "rate": None if p is None else _rate(p.bpcer, p.bpcer.value)}
+        row = {"name": name, "point": p, "rate": None if p is None else rates.for_page(p.bpcer, p.bpcer.value)}
         if p is not None:
             row |= {
                 "threshold": thresholds.threshold_text(p.threshold),
-                "apcer": thresholds.pct(p.apcer),
+                "apcer": rates.pct(p.apcer),
                 "apcer_type": p.apcer_type,
                 "untyped": p.untyped,
             }
@@ -222,13 +213,13 @@ def _iso_context(result: thresholds.TableResult) -> dict | None:
         "applied": result.applied,
         "flagged": thresholds.flagged_text(result),
         "production": thresholds.production_text(result),
-        "apcer": _rate(apcer, apcer.value) if apcer else None,
+        "apcer": rates.for_page(apcer, apcer.value) if apcer else None,
         "apcer_type": i["apcer_type"],
-        "bpcer": _rate(i["bpcer_rate"], i["bpcer_rate"].value) if i["bpcer"] is not None else None,
-        "acer": thresholds.pct(i["acer"]),
+        "bpcer": rates.for_page(i["bpcer_rate"], i["bpcer_rate"].value) if i["bpcer"] is not None else None,
+        "acer": rates.pct(i["acer"]),
         "acer_too_few": result.acer_too_few,
-        "per_type": [{"type": thresholds.species_name(t), **_rate(r, r.value)} for t, r in result.species],
-        "untyped": _rate(i["untyped"], i["untyped"].value) if i["untyped"] else None,
+        "per_type": [{"type": thresholds.species_name(t), **rates.for_page(r, r.value)} for t, r in result.species],
+        "untyped": rates.for_page(i["untyped"], i["untyped"].value) if i["untyped"] else None,
         "untyped_note": thresholds.UNTYPED_NOTE,
     }
 
