@@ -31,15 +31,10 @@ HASH_SIDE = 64
 # Without a known box the detector looks at the whole image: a reduced decode keeps this many
 # pixels on the smaller side (YuNet's input is 640 px, UltraFace's 320 x 240).
 DETECT_MIN_SIDE = 480
-# A reduced decode keeps every model's crop at least this many times the model's input side.
-# Against full-resolution decoding, with the limits below, with version 1 of the demo models
-# (trained on Pillow's antialiased crops, the default `pillow_bilinear`), on demo captures
-# (640x480 with faces of 140-300 px, 1920x1080 with faces of 400-900 px; reductions 2x to 8x): the ensemble score
-# moved by at most 0.025 (p99 0.022, mean 0.002), one model's by up to 0.10 (p99 0.08, mean
-# 0.005: the demo models read fine camera noise), no image changed category, and Pipeline.analyse ran
-# 1.7x faster. Faces of 140-420 px moved the ensemble by at most 0.01. A margin of 1.0 moved the
-# ensemble by up to 0.08. liveness/tests/test_pipeline.py checks the tolerance;
-# KOALA_DRAFT_DECODE=0 scores at full resolution.
+# A reduced decode keeps every model's crop at least this many times the model's input side: a
+# margin that moves the ensemble score by a few hundredths at most against full resolution, where
+# a margin of 1 moves it visibly (the draft what-ifs in bench/README.md; liveness/tests/
+# test_pipeline.py checks the tolerance). KOALA_DRAFT_DECODE=0 scores at full resolution.
 DRAFT_MARGIN = 2.0
 # ... and the face (min side) at least this many pixels, whatever the models. For usual models
 # (crops of 1.5 x the face or more into 128 px or less) this is the limit that binds, so an

@@ -208,8 +208,8 @@ def stacked_page(day: dt.date, data: dict, size: int | None = None, fields: tupl
     """browse.page of a stacked gallery: the first image of each attempt group (and the images not
     grouped yet), in the same keyset order, so its cursors are the plain gallery's."""
     size = size or browse.PAGE_SIZE
-    qs = browse._in_view(day, data).filter(FIRST_ATTEMPTS)
-    rows = browse._take(browse._parts(qs, data["sort"], data.get("after") or None, forward=True), size + 1, fields)
+    qs = browse.in_view(day, data).filter(FIRST_ATTEMPTS)
+    rows = browse.take(browse.keyset_parts(qs, data["sort"], data.get("after") or None, forward=True), size + 1, fields)
     more = len(rows) > size
     rows = rows[:size]
     return browse.Page(rows, browse.cursor_of(rows[-1], data["sort"]) if more and rows else None)

@@ -147,7 +147,7 @@ def cursor_of(im: Image | dict, sort: str) -> str:
     return f"{text}|{pk}"
 
 
-def _parts(qs: QuerySet, sort: str, cursor: str | None, forward: bool) -> list[QuerySet]:
+def keyset_parts(qs: QuerySet, sort: str, cursor: str | None, forward: bool) -> list[QuerySet]:
     """The rows after (forward) or before (backward) the cursor, nearest first, as querysets to
     read in turn. The order is (value, id) with NULL values last, so the rows with a value and
     the NULL tail are read separately: each part is a plain range on a (day, ..., value, id)
@@ -172,7 +172,7 @@ def _parts(qs: QuerySet, sort: str, cursor: str | None, forward: bool) -> list[Q
     return [rest, tail] if forward else [rest]
 
 
-def _take(parts: list[QuerySet], n: int, fields: tuple[str, ...] = ()) -> list:
+def take(parts: list[QuerySet], n: int, fields: tuple[str, ...] = ()) -> list:
     """The first n rows of the parts in turn: Image instances, or with `fields` dicts of those
     values and the sort values (no model instances: a third of the cost of a page of rows)."""
     rows: list = []
@@ -190,7 +190,7 @@ class Page:
     next_cursor: str | None
 
 
-def _in_view(day, data: dict) -> QuerySet:
+def in_view(day, data: dict) -> QuerySet:
     qs = filtered(day, data)
     return qs.filter(category=data["category"]) if data.get("category") else qs
 
@@ -200,7 +200,9 @@ def page(day, data: dict, size: int | None = None, fields: tuple[str, ...] = ())
     `fields`: the rows as dicts of only these values (and the sort values), not Image instances
     with every column (scores, boxes, sidecars)."""
     size = size or PAGE_SIZE
-    rows = _take(_parts(_in_view(day, data), data["sort"], data.get("after") or None, forward=True), size + 1, fields)
+    rows = take(
+        keyset_parts(in_view(day, data), data["sort"], data.get("after") or None, forward=True), size + 1, fields
+    )
     more = len(rows) > size
     rows = rows[:size]
     return Page(rows, cursor_of(rows[-1], data["sort"]) if more and rows else None)
@@ -208,8 +210,8 @@ def page(day, data: dict, size: int | None = None, fields: tuple[str, ...] = ())
 
 def neighbours(im: Image, data: dict) -> tuple[Image | None, Image | None]:
     """The previous and next image of `im`'s day in the current filter and sort order."""
-    qs = _in_view(im.day, data)
+    qs = in_view(im.day, data)
     cursor = cursor_of(im, data["sort"])
-    prev = _take(_parts(qs, data["sort"], cursor, forward=False), 1)
-    nxt = _take(_parts(qs, data["sort"], cursor, forward=True), 1)
+    prev = take(keyset_parts(qs, data["sort"], cursor, forward=False), 1)
+    nxt = take(keyset_parts(qs, data["sort"], cursor, forward=True), 1)
     return (prev[0] if prev else None), (nxt[0] if nxt else None)
