@@ -53,6 +53,40 @@ def compute_day(day: dt.date) -> list[DailyMetric]:
     every production decision of the day whichever ensemble and threshold made it (`decided_by`
     lists them). A fixed number of queries whatever the day's size."""
     users = attempts.group_day(day)  # attempt groups first: the per-user figures and slices read them
+    metrics = _Rows(day)
+    _add_counts(day, metrics)
+    _add_attack_types(day, metrics)
+    _add_histograms(day, metrics)
+    _set_decided_by(day, metrics)
+    attempts.set_user_figures(metrics, users)
+    store_day_slices(day)  # the slices of "what changed", after the attempt groups
+    with transaction.atomic():
+        lock_day(day)  # two computations of one day at once must not both insert
+        DailyMetric.objects.filter(day=day).delete()
+        return DailyMetric.objects.bulk_create(metrics.values())
+
+
+class _Rows(dict):
+    """device id (None: all devices) -> the day's DailyMetric being filled, made on first use."""
+
+    def __init__(self, day: dt.date):
+        super().__init__()
+        self.day = day
+
+    def __missing__(self, device_id):
+        m = DailyMetric(
+            day=self.day, device_id=device_id, counts={}, attack_types={}, all_attack_types={}, decided_by=[]
+        )
+        m.histogram = [0] * HISTOGRAM_BINS
+        self[device_id] = m
+        return m
+
+    def both(self, device_id) -> tuple[DailyMetric, DailyMetric]:
+        """The device's row and the all-devices row: every count goes to both."""
+        return self[device_id], self[None]
+
+
+def _add_counts(day: dt.date, metrics: _Rows) -> None:
     every = {f"all_{k}": v for k, v in _counts(DECIDED, DECIDED_ATTACK).items()}
     rows = (
         Image.objects.filter(day=day)
@@ -60,24 +94,16 @@ def compute_day(day: dt.date) -> list[DailyMetric]:
         .annotate(n=Count("id"), **_counts(PASSED, FLAGGED), **every)
         .order_by()
     )
-    metrics: dict[int | None, DailyMetric] = {}
-
-    def row(device_id):
-        if device_id not in metrics:
-            metrics[device_id] = DailyMetric(
-                day=day, device_id=device_id, counts={}, attack_types={}, all_attack_types={}, decided_by=[]
-            )
-            metrics[device_id].histogram = [0] * HISTOGRAM_BINS
-        return metrics[device_id]
-
     for r in rows:
-        for device_id in (r["device_id"], None):
-            m = row(device_id)
+        for m in metrics.both(r["device_id"]):
             m.images += r["n"]
             m.counts[r["category"]] = m.counts.get(r["category"], 0) + r["n"]
             for field in COUNT_FIELDS:
                 setattr(m, field, getattr(m, field) + r[field])
                 setattr(m, f"all_{field}", getattr(m, f"all_{field}") + r[f"all_{field}"])
+
+
+def _add_attack_types(day: dt.date, metrics: _Rows) -> None:
     by_type = (
         Image.objects.filter(DECIDED, day=day, label="attack")
         .values("device_id", "attack_type")
@@ -91,13 +117,15 @@ def compute_day(day: dt.date) -> list[DailyMetric]:
     )
     for r in by_type:
         name = r["attack_type"].strip() or UNKNOWN_TYPE
-        for device_id in (r["device_id"], None):
-            m = row(device_id)
+        for m in metrics.both(r["device_id"]):
             for field, n, tp in (("attack_types", r["n"], r["tp"]), ("all_attack_types", r["all_n"], r["all_tp"])):
                 if n:
                     counts = getattr(m, field).setdefault(name, {"attacks": 0, "tp": 0})
                     counts["attacks"] += n
                     counts["tp"] += tp
+
+
+def _add_histograms(day: dt.date, metrics: _Rows) -> None:
     bins = (
         Image.objects.filter(PASSED, day=day, score__isnull=False)
         .annotate(bin=score_bin())
@@ -106,15 +134,8 @@ def compute_day(day: dt.date) -> list[DailyMetric]:
         .order_by()
     )
     for r in bins:
-        for device_id in (r["device_id"], None):
-            row(device_id).histogram[r["bin"]] += r["n"]
-    _set_decided_by(day, metrics)
-    attempts.set_user_figures(metrics, users)
-    store_day_slices(day)  # the slices of "what changed", after the attempt groups
-    with transaction.atomic():
-        lock_day(day)  # two computations of one day at once must not both insert
-        DailyMetric.objects.filter(day=day).delete()
-        return DailyMetric.objects.bulk_create(metrics.values())
+        for m in metrics.both(r["device_id"]):
+            m.histogram[r["bin"]] += r["n"]
 
 
 def _set_decided_by(day: dt.date, metrics: dict[int | None, DailyMetric]) -> None:

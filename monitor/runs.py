@@ -134,29 +134,10 @@ def score_batch(run_id: int, file_ids: list[int]) -> dict:
     token = batch_token(run_id, file_ids) if file_ids else ""
     files = claim(file_ids, token) if file_ids else []
 
-    failed: dict[int, str] = {}
-    payload: dict[int, tuple[bytes, bytes | None]] = {}
-    for f in files:
-        try:
-            payload[f.pk] = _read(f)
-        except OSError as exc:
-            failed[f.pk] = f"cannot read the file: {exc.strerror or exc}"
-
+    payload, failed = _read_all(files)
     shas = {pk: hashlib.sha256(data).hexdigest() for pk, (data, _) in payload.items()}
     existing = identified(shas.values(), run.day)  # a batch holds files of its run's day only
-    to_score: list[InboxFile] = []
-    duplicate_of: dict[int, str] = {}
-    first_in_batch: set[str] = set()
-    for f in files:
-        sha = shas.get(f.pk)
-        if sha is None:
-            continue
-        own = existing.get(sha)
-        if (own is not None and own.path != f.path) or sha in first_in_batch:
-            duplicate_of[f.pk] = sha
-        else:
-            to_score.append(f)
-            first_in_batch.add(sha)
+    to_score, duplicate_of = _sort_out(files, shas, existing)
 
     pipeline = Pipeline(ens, gates_from_settings(), detector=face_detector(), draft=settings.KOALA_DRAFT_DECODE)
     results = pipeline.analyse(
@@ -165,7 +146,6 @@ def score_batch(run_id: int, file_ids: list[int]) -> dict:
     t_score = time.monotonic()
 
     mine = InboxFile.objects.filter(claimed_by=token, status=InboxFile.PENDING)
-    done = {"claimed_by": "", "claimed_until": None}
     with transaction.atomic():
         # the files this batch still holds (a claim that expired may have gone to another batch);
         # locked until the end of the transaction on PostgreSQL
@@ -173,19 +153,7 @@ def score_batch(run_id: int, file_ids: list[int]) -> dict:
         pairs = [(f, r) for f, r in zip(to_score, results, strict=True) if f.pk in held]
         stored, lost = _store_all(pairs, run, ens, versions, existing)
         duplicate_of.update({f.pk: sha for f, sha in lost})
-        firsts = identified(duplicate_of.values(), run.day, full=False)
-        shas_to_ids = {sha: im.pk for sha, im in firsts.items()}
-        updates = [InboxFile(pk=f.pk, status=InboxFile.DONE, image_id=im.pk, reason="", **done) for f, im, _ in stored]
-        updates += [
-            InboxFile(pk=pk, status=InboxFile.DUPLICATE, image_id=shas_to_ids[sha], reason="", **done)
-            for pk, sha in duplicate_of.items()
-            if pk in held and sha in shas_to_ids  # else its first copy was lost too: it stays pending
-        ]
-        updates += [
-            InboxFile(pk=pk, status=InboxFile.FAILED, image_id=None, reason=reason[:500], **done)
-            for pk, reason in failed.items()
-            if pk in held
-        ]
+        updates = _file_statuses(stored, duplicate_of, failed, held, run.day)
         update_rows(InboxFile, updates, ["status", "image", "reason", "claimed_by", "claimed_until"])
         labels.record_sidecar_labels([im for _, im, _ in stored])  # the audit trail starts with the sidecar
         # count only the files this batch settled: a file whose claim went to another batch is
@@ -209,6 +177,58 @@ def score_batch(run_id: int, file_ids: list[int]) -> dict:
         "score_s": round(t_score - t0, 3),
         "total_s": round(time.monotonic() - t0, 3),
     }
+
+
+def _read_all(files: list[InboxFile]) -> tuple[dict[int, tuple[bytes, bytes | None]], dict[int, str]]:
+    """(file id -> (image bytes, sidecar bytes), file id -> why it cannot be read)."""
+    payload, failed = {}, {}
+    for f in files:
+        try:
+            payload[f.pk] = _read(f)
+        except OSError as exc:
+            failed[f.pk] = f"cannot read the file: {exc.strerror or exc}"
+    return payload, failed
+
+
+def _sort_out(files: list[InboxFile], shas: dict[int, str], existing: dict[str, Image]):
+    """(the files to score, file id -> sha256 of the files that copy a stored image or an earlier
+    file of the batch)."""
+    to_score: list[InboxFile] = []
+    duplicate_of: dict[int, str] = {}
+    first_in_batch: set[str] = set()
+    for f in files:
+        sha = shas.get(f.pk)
+        if sha is None:
+            continue
+        own = existing.get(sha)
+        if (own is not None and own.path != f.path) or sha in first_in_batch:
+            duplicate_of[f.pk] = sha
+        else:
+            to_score.append(f)
+            first_in_batch.add(sha)
+    return to_score, duplicate_of
+
+
+def _file_statuses(
+    stored, duplicate_of: dict[int, str], failed: dict[int, str], held: set[int], day
+) -> list[InboxFile]:
+    """The new status of every file this batch still holds: done (its image), duplicate (of the
+    image stored first), failed (with the reason). Claims are released with it."""
+    done = {"claimed_by": "", "claimed_until": None}
+    firsts = identified(duplicate_of.values(), day, full=False)
+    shas_to_ids = {sha: im.pk for sha, im in firsts.items()}
+    updates = [InboxFile(pk=f.pk, status=InboxFile.DONE, image_id=im.pk, reason="", **done) for f, im, _ in stored]
+    updates += [
+        InboxFile(pk=pk, status=InboxFile.DUPLICATE, image_id=shas_to_ids[sha], reason="", **done)
+        for pk, sha in duplicate_of.items()
+        if pk in held and sha in shas_to_ids  # else its first copy was lost too: it stays pending
+    ]
+    updates += [
+        InboxFile(pk=pk, status=InboxFile.FAILED, image_id=None, reason=reason[:500], **done)
+        for pk, reason in failed.items()
+        if pk in held
+    ]
+    return updates
 
 
 LABEL_FIELDS = ("label", "attack_type")
