@@ -60,7 +60,7 @@ def test_it_plants_each_story_on_its_own_day_among_the_last_four(corpus):
     days = [(END - dt.timedelta(days=k)).isoformat() for k in range(4)]
     assert sorted(story["day"] for story in plan["stories"].values()) == sorted(days)
     assert demo.stories.load_plan(inbox) == plan  # written next to the inbox
-    assert (inbox.parent / "demo.stories.json").is_file()
+    assert (inbox.parent / "demo_stories.json").is_file()
     # the same arguments plan the same stories
     again = demo.stories.plan_stories(demo.days_ending(END, DAYS), per_day=PER_DAY, seed=SEED)
     assert again["stories"]["replay_wave"] == plan["stories"]["replay_wave"]
