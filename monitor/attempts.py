@@ -22,12 +22,13 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, F, Max, Q, QuerySet
 
+from liveness.ensemble import ATTACK, LIVE
 from liveness.metrics import wilson
 
 from . import browse, db
-from .models import CATEGORIES, DailyMetric, Image, InboxFile
+from .models import DailyMetric, Image, InboxFile
 
-DECISIONS = ("live", "attack")
+DECISIONS = (LIVE, ATTACK)
 USER_FIELDS = (
     "users",
     "users_rejected",
@@ -198,21 +199,9 @@ def stacked_counts(day: dt.date, data: dict, plain: dict[str, int]) -> dict[str,
     key = "stacked-counts:" + hashlib.sha256(fingerprint.encode()).hexdigest()
     found = cache.get(key)
     if found is None:
-        qs = browse.filtered(day, data).filter(FIRST_ATTEMPTS)
-        found = dict.fromkeys(CATEGORIES, 0) | dict(qs.values_list("category").order_by().annotate(n=Count("*")))
+        found = browse.category_counts(day, data, where=FIRST_ATTEMPTS)
         cache.set(key, found, STACKED_COUNTS_SECONDS)
     return found
-
-
-def stacked_page(day: dt.date, data: dict, size: int | None = None, fields: tuple[str, ...] = ()) -> browse.Page:
-    """browse.page of a stacked gallery: the first image of each attempt group (and the images not
-    grouped yet), in the same keyset order, so its cursors are the plain gallery's."""
-    size = size or browse.PAGE_SIZE
-    qs = browse.in_view(day, data).filter(FIRST_ATTEMPTS)
-    rows = browse.take(browse.keyset_parts(qs, data["sort"], data.get("after") or None, forward=True), size + 1, fields)
-    more = len(rows) > size
-    rows = rows[:size]
-    return browse.Page(rows, browse.cursor_of(rows[-1], data["sort"]) if more and rows else None)
 
 
 def worst_decisions(day: dt.date, group_ids: list[int]) -> dict[int, str]:

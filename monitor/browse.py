@@ -114,9 +114,9 @@ def filtered(day, data: dict) -> QuerySet:
     return qs
 
 
-def category_counts(day, data: dict) -> dict[str, int]:
+def category_counts(day, data: dict, where: Q = Q()) -> dict[str, int]:
     # COUNT(*), not COUNT(id): PostgreSQL answers it from the (day, category, ...) indexes alone
-    rows = filtered(day, data).values_list("category").order_by().annotate(n=Count("*"))
+    rows = filtered(day, data).filter(where).values_list("category").order_by().annotate(n=Count("*"))
     counts = dict.fromkeys(CATEGORIES, 0)
     counts.update(dict(rows))
     return counts
@@ -147,7 +147,7 @@ def cursor_of(im: Image | dict, sort: str) -> str:
     return f"{text}|{pk}"
 
 
-def keyset_parts(qs: QuerySet, sort: str, cursor: str | None, forward: bool) -> list[QuerySet]:
+def _keyset_parts(qs: QuerySet, sort: str, cursor: str | None, forward: bool) -> list[QuerySet]:
     """The rows after (forward) or before (backward) the cursor, nearest first, as querysets to
     read in turn. The order is (value, id) with NULL values last, so the rows with a value and
     the NULL tail are read separately: each part is a plain range on a (day, ..., value, id)
@@ -172,7 +172,7 @@ def keyset_parts(qs: QuerySet, sort: str, cursor: str | None, forward: bool) -> 
     return [rest, tail] if forward else [rest]
 
 
-def take(parts: list[QuerySet], n: int, fields: tuple[str, ...] = ()) -> list:
+def _take(parts: list[QuerySet], n: int, fields: tuple[str, ...] = ()) -> list:
     """The first n rows of the parts in turn: Image instances, or with `fields` dicts of those
     values and the sort values (no model instances: a third of the cost of a page of rows)."""
     rows: list = []
@@ -190,18 +190,21 @@ class Page:
     next_cursor: str | None
 
 
-def in_view(day, data: dict) -> QuerySet:
+def _in_view(day, data: dict) -> QuerySet:
     qs = filtered(day, data)
     return qs.filter(category=data["category"]) if data.get("category") else qs
 
 
-def page(day, data: dict, size: int | None = None, fields: tuple[str, ...] = ()) -> Page:
+def page(day, data: dict, size: int | None = None, fields: tuple[str, ...] = (), where: Q = Q()) -> Page:
     """One page of the gallery in the current filter and sort, after `data["after"]` if given.
     `fields`: the rows as dicts of only these values (and the sort values), not Image instances
-    with every column (scores, boxes, sidecars)."""
+    with every column (scores, boxes, sidecars). `where`: a further condition (the stacked
+    gallery's first attempts); the cursors stay those of the plain gallery."""
     size = size or PAGE_SIZE
-    rows = take(
-        keyset_parts(in_view(day, data), data["sort"], data.get("after") or None, forward=True), size + 1, fields
+    rows = _take(
+        _keyset_parts(_in_view(day, data).filter(where), data["sort"], data.get("after") or None, forward=True),
+        size + 1,
+        fields,
     )
     more = len(rows) > size
     rows = rows[:size]
@@ -210,8 +213,8 @@ def page(day, data: dict, size: int | None = None, fields: tuple[str, ...] = ())
 
 def neighbours(im: Image, data: dict) -> tuple[Image | None, Image | None]:
     """The previous and next image of `im`'s day in the current filter and sort order."""
-    qs = in_view(im.day, data)
+    qs = _in_view(im.day, data)
     cursor = cursor_of(im, data["sort"])
-    prev = take(keyset_parts(qs, data["sort"], cursor, forward=False), 1)
-    nxt = take(keyset_parts(qs, data["sort"], cursor, forward=True), 1)
+    prev = _take(_keyset_parts(qs, data["sort"], cursor, forward=False), 1)
+    nxt = _take(_keyset_parts(qs, data["sort"], cursor, forward=True), 1)
     return (prev[0] if prev else None), (nxt[0] if nxt else None)

@@ -9,7 +9,9 @@ import datetime as dt
 from django.db import connection
 from django.db.models import Q
 
-DECIDED = Q(category__in=["live", "attack", "low_quality"], decision__in=["live", "attack"])
+from liveness.ensemble import ATTACK, LIVE, SCORED
+
+DECIDED = Q(category__in=list(SCORED), decision__in=[LIVE, ATTACK])
 HISTOGRAM_BINS = 10  # liveness.metrics.psi's default
 
 

@@ -4,6 +4,7 @@ the category tabs with their counts, one keyset page (monitor/browse.py) and the
 from urllib.parse import urlencode
 
 from django import forms
+from django.db.models import Q
 
 from .. import attempts, browse, slices
 from ..models import CATEGORIES, Device
@@ -30,12 +31,11 @@ def browse_context(request, day, fields: tuple[str, ...] = (), form_class=browse
     form = form_class(request.GET)
     ok = form.is_valid()
     data = form.cleaned_data if ok else {"sort": "score"}
+    counts = browse.category_counts(day, data)
+    where = Q()
     if data.get("stack"):
-        counts = attempts.stacked_counts(day, data, browse.category_counts(day, data))
-        result = attempts.stacked_page(day, data, fields=fields) if ok else browse.Page([], None)
-    else:
-        counts = browse.category_counts(day, data)
-        result = browse.page(day, data, fields=fields) if ok else browse.Page([], None)
+        counts, where = attempts.stacked_counts(day, data, counts), attempts.FIRST_ATTEMPTS
+    result = browse.page(day, data, fields=fields, where=where) if ok else browse.Page([], None)
     tabs = [(c, counts[c], query_string(data, category=c)) for c in CATEGORIES]
     return {
         "day": day,
