@@ -22,7 +22,7 @@ run: install
 	$(PY) manage.py migrate --noinput -v0
 	@if [ ! -d "$(KOALA_DATA_DIR)/inbox" ]; then \
 	  $(PY) manage.py make_demo_data --days $(DEMO_DAYS) --per-day $(DEMO_PER_DAY) --stories; fi
-	$(PY) manage.py register_models liveness/demo_models/demo.toml --activate
+	$(PY) manage.py register_models demo/models/demo.toml --activate
 	KOALA_SETTLE_SECONDS=0 $(PY) manage.py score_day --all  # the demo files were written just now
 	@echo "Demo users (log in at http://127.0.0.1:8000/):"
 	@$(PY) manage.py create_demo_users

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_DEFAULT = "postgres://postgres@127.0.0.1:5432/"
-DEMO_MANIFEST = ROOT / "liveness" / "demo_models" / "demo.toml"
+DEMO_MANIFEST = ROOT / "demo" / "models" / "demo.toml"
 # the user's own data folders: a benchmark's files go under its own KOALA_DATA_DIR instead
 DATA_DIR_VARIABLES = ("KOALA_INBOX_DIR", "KOALA_SORTED_DIR", "KOALA_THUMBS_DIR", "KOALA_MODELS_DIR")
 

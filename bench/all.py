@@ -91,104 +91,97 @@ def stage_rows(pipe: dict) -> list[dict]:
 def summary_rows(pipe: dict | None, gallery: dict | None, table: dict | None) -> list[dict]:
     rows = []
     if pipe:
-        c, e = pipe["ceilings"], pipe["end_to_end"]
-        b = c["inference"]["best"]
-        rows += [
-            {
-                "item": "1. decode ceiling",
-                "value": ", ".join(f"{k} {d['rate']:.0f}/s" for k, d in c["decode"].items()),
-                "target": "",
-                "ok": None,
-            },
-            {
-                "item": "2. inference ceiling",
-                "value": f"{c['inference']['rate']:.0f}/s ({b['config']}, batch {b['batch']})",
-                "target": "",
-                "ok": None,
-            },
-            {
-                "item": "3. combined ceiling",
-                "value": f"{pipe['combined_ceiling']:.0f}/s (decode: {pipe['ceiling_decode']};"
-                f" {c['combined_best']:.0f}/s with the best decode, {c['decode_best']})",
-                "target": "",
-                "ok": None,
-            },
-            {
-                "item": "3. end to end / ceiling",
-                "value": f"{e['rate']:.0f}/s = {pipe['ratio']:.2f} of the ceiling ({pipe['ratio_cpu']:.2f} on"
-                f" CPU-normalised rates; {pipe['ratio_best']:.2f} of the best-decode one)",
-                "target": f">= {pipe['target_ratio']}",
-                "ok": pipe["ratio_ok"],
-            },
-        ]
-        ws = e["memory"]["workers"].values()
-        rows.append(
-            {
-                "item": "4. worker memory",
-                "value": "peak "
-                + ", ".join(f"{w['peak_mb']:.0f}" for w in ws)
-                + " MB; RSS at 20 % -> end "
-                + ", ".join(f"{w['rss_at_20pct_mb']:.0f}->{w['rss_end_mb']:.0f}" for w in ws)
-                + " MB",
-                "target": "flat",
-                "ok": pipe["memory_flat"],
-            }
-        )
+        rows += pipeline_rows(pipe)
     if gallery:
-        g = gallery["results"]["gallery"]
-        rows.append(
-            {
-                "item": "5. gallery server time",
-                "value": f"p50 {g['p50']:.0f} ms, p95 {g['p95']:.0f} ms"
-                f" ({gallery['fill']['big_day_images']:,} / {gallery['fill']['images']:,} images)",
-                "target": f"p95 < {GALLERY_P95_MS:.0f} ms",
-                "ok": g["p95"] < GALLERY_P95_MS,
-            }
-        )
+        rows.append(gallery_row(gallery))
     if table:
-        times = sorted(table["seconds"]["strategy_table_14x2"])
-        med = times[len(times) // 2]
-        rows.append(
-            {
-                "item": "6. threshold table",
-                "value": f"{med:.2f} s median on {table['rows']:,} rows",
-                "target": f"< {THRESHOLD_TABLE_S:.0f} s",
-                "ok": med < THRESHOLD_TABLE_S,
-            }
-        )
+        rows.append(threshold_table_row(table))
     return rows + (stage_rows(pipe) if pipe else [])
+
+
+def pipeline_rows(pipe: dict) -> list[dict]:
+    """Items 1-4: the ceilings, end to end against the combined ceiling, the workers' memory."""
+    c, e = pipe["ceilings"], pipe["end_to_end"]
+    b = c["inference"]["best"]
+    ws = e["memory"]["workers"].values()
+    return [
+        {
+            "item": "1. decode ceiling",
+            "value": ", ".join(f"{k} {d['rate']:.0f}/s" for k, d in c["decode"].items()),
+            "target": "",
+            "ok": None,
+        },
+        {
+            "item": "2. inference ceiling",
+            "value": f"{c['inference']['rate']:.0f}/s ({b['config']}, batch {b['batch']})",
+            "target": "",
+            "ok": None,
+        },
+        {
+            "item": "3. combined ceiling",
+            "value": f"{pipe['combined_ceiling']:.0f}/s (decode: {pipe['ceiling_decode']};"
+            f" {c['combined_best']:.0f}/s with the best decode, {c['decode_best']})",
+            "target": "",
+            "ok": None,
+        },
+        {
+            "item": "3. end to end / ceiling",
+            "value": f"{e['rate']:.0f}/s = {pipe['ratio']:.2f} of the ceiling ({pipe['ratio_cpu']:.2f} on"
+            f" CPU-normalised rates; {pipe['ratio_best']:.2f} of the best-decode one)",
+            "target": f">= {pipe['target_ratio']}",
+            "ok": pipe["ratio_ok"],
+        },
+        {
+            "item": "4. worker memory",
+            "value": "peak "
+            + ", ".join(f"{w['peak_mb']:.0f}" for w in ws)
+            + " MB; RSS at 20 % -> end "
+            + ", ".join(f"{w['rss_at_20pct_mb']:.0f}->{w['rss_end_mb']:.0f}" for w in ws)
+            + " MB",
+            "target": "flat",
+            "ok": pipe["memory_flat"],
+        },
+    ]
+
+
+def gallery_row(gallery: dict) -> dict:
+    """Item 5: the gallery's server time."""
+    g = gallery["results"]["gallery"]
+    return {
+        "item": "5. gallery server time",
+        "value": f"p50 {g['p50']:.0f} ms, p95 {g['p95']:.0f} ms"
+        f" ({gallery['fill']['big_day_images']:,} / {gallery['fill']['images']:,} images)",
+        "target": f"p95 < {GALLERY_P95_MS:.0f} ms",
+        "ok": g["p95"] < GALLERY_P95_MS,
+    }
+
+
+def threshold_table_row(table: dict) -> dict:
+    """Item 6: the threshold table's median time."""
+    times = sorted(table["seconds"]["strategy_table_14x2"])
+    med = times[len(times) // 2]
+    return {
+        "item": "6. threshold table",
+        "value": f"{med:.2f} s median on {table['rows']:,} rows",
+        "target": f"< {THRESHOLD_TABLE_S:.0f} s",
+        "ok": med < THRESHOLD_TABLE_S,
+    }
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    py = sys.executable
     out_dir = ROOT / "bench" / "results"
-    pipe_json = out_dir / "pipeline.json"
-    gallery_json = out_dir / ("gallery.json" if args.database == "sqlite" else "gallery-postgres.json")
-    table_json = out_dir / "threshold_table.json"
-    for stale in (pipe_json, gallery_json, table_json):
+    jsons = {
+        "pipeline": out_dir / "pipeline.json",
+        "gallery": out_dir / ("gallery.json" if args.database == "sqlite" else "gallery-postgres.json"),
+        "threshold_table": out_dir / "threshold_table.json",
+    }
+    for stale in jsons.values():
         stale.unlink(missing_ok=True)  # a crashed benchmark must not report an old figure
     t0 = time.perf_counter()
-    runs = {
-        "pipeline": run(
-            "pipeline",
-            [
-                py,
-                "-m",
-                "bench.pipeline",
-                "--images",
-                str(args.images),
-                "--database",
-                args.database,
-                "--json",
-                str(pipe_json),
-            ],
-        ),
-        "gallery": run("gallery", [py, "-m", "bench.gallery", "--database", args.database, "--out", str(gallery_json)]),
-        "threshold_table": run("threshold_table", [py, "-m", "bench.threshold_table", "--out", str(table_json)]),
-    }
+    runs = run_all(args, jsons)
     total = round(time.perf_counter() - t0, 1)
-    pipe, gallery, table = load(pipe_json), load(gallery_json), load(table_json)
+    pipe, gallery, table = (load(jsons[k]) for k in ("pipeline", "gallery", "threshold_table"))
     rows = summary_rows(pipe, gallery, table)
     rows.append(
         {
@@ -198,28 +191,54 @@ def main(argv=None) -> int:
             "ok": total < TOTAL_TARGET_S,
         }
     )
+    print_summary(args, rows, pipe)
+    crashed = [k for k, v in runs.items() if v["returncode"] != 0]
+    if crashed:
+        print(f"  crashed: {', '.join(crashed)} (see above)")
+    write_result(args, total, runs, rows, jsons)
+    missed = any(r["ok"] is False for r in rows)
+    return 1 if crashed or (args.strict and missed) else 0
 
+
+def run_all(args, jsons: dict[str, Path]) -> dict:
+    """The three benchmarks, one after the other, each writing its JSON to `jsons[name]`."""
+    py = sys.executable
+    pipeline_cmd = [py, "-m", "bench.pipeline", "--images", str(args.images), "--database", args.database]
+    return {
+        "pipeline": run("pipeline", [*pipeline_cmd, "--json", str(jsons["pipeline"])]),
+        "gallery": run(
+            "gallery", [py, "-m", "bench.gallery", "--database", args.database, "--out", str(jsons["gallery"])]
+        ),
+        "threshold_table": run(
+            "threshold_table", [py, "-m", "bench.threshold_table", "--out", str(jsons["threshold_table"])]
+        ),
+    }
+
+
+def print_summary(args, rows: list[dict], pipe: dict | None) -> None:
+    """The table of the figures, and a note when the machine was busy during the daily-job runs."""
     print(f"\nIssue 7 benchmarks ({os.cpu_count()} cores, {args.database}, {args.images} images for the daily job)")
     print(f"  {'':26s} {'value':78s} {'target':>15s} {'':>5s}")
     for r in rows:
         print(f"  {r['item']:26s} {r['value']:78s} {r['target']:>15s} {verdict(r['ok']):>5s}")
-    if pipe:
-        shares = {
-            **{f"decode {k}": d["cpu_share"] for k, d in pipe["ceilings"]["decode"].items()},
-            "inference": pipe["ceilings"]["inference"]["best"]["cpu_share"],
-            "end to end": pipe["end_to_end"]["cpu_share"],
-        }
-        if min(shares.values()) < 0.9:
-            print(
-                "  note: the machine was busy with other work during the daily-job runs (CPU share "
-                + ", ".join(f"{k} {v:.0%}" for k, v in shares.items())
-                + "):\n  the images/s figures are low and their ratio uncertain; the CPU-normalised ratio is the"
-                " steadier figure (bench/README.md)"
-            )
-    crashed = [k for k, v in runs.items() if v["returncode"] != 0]
-    if crashed:
-        print(f"  crashed: {', '.join(crashed)} (see above)")
+    if not pipe:
+        return
+    shares = {
+        **{f"decode {k}": d["cpu_share"] for k, d in pipe["ceilings"]["decode"].items()},
+        "inference": pipe["ceilings"]["inference"]["best"]["cpu_share"],
+        "end to end": pipe["end_to_end"]["cpu_share"],
+    }
+    if min(shares.values()) < 0.9:
+        print(
+            "  note: the machine was busy with other work during the daily-job runs (CPU share "
+            + ", ".join(f"{k} {v:.0%}" for k, v in shares.items())
+            + "):\n  the images/s figures are low and their ratio uncertain; the CPU-normalised ratio is the"
+            " steadier figure (bench/README.md)"
+        )
 
+
+def write_result(args, total: float, runs: dict, rows: list[dict], jsons: dict[str, Path]) -> None:
+    """bench/results/bench.json (or --json): the table and where each benchmark's own JSON is."""
     out = Path(args.json)
     if not out.is_absolute():
         out = ROOT / out
@@ -231,12 +250,10 @@ def main(argv=None) -> int:
         "total_seconds": total,
         "runs": runs,
         "rows": rows,
-        "results": {"pipeline": str(pipe_json), "gallery": str(gallery_json), "threshold_table": str(table_json)},
+        "results": {k: str(v) for k, v in jsons.items()},
     }
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
-    missed = any(r["ok"] is False for r in rows)
-    return 1 if crashed or (args.strict and missed) else 0
 
 
 if __name__ == "__main__":

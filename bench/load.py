@@ -358,71 +358,13 @@ def run_load(args) -> dict:
         print(f"gunicorn: {args.workers} workers on 127.0.0.1:{port}, up in {time.perf_counter() - t0:.1f} s")
         cookie = login(port)
         targets = [("overview", "/"), ("gallery", f"/days/{gallery.BIG_DAY.isoformat()}/")]
-        for _name, path in targets:  # one request each first: a viewer must get the page itself
-            status, headers, body = http_get(port, path, cookie)
-            if status != 200:
-                where = headers.get("Location", "")
-                raise SystemExit(
-                    f"GET {path} as the logged-in viewer answered {status}{' -> ' + where if where else ''} "
-                    f"instead of 200: not load-testing an error page.\n{body[:500].decode(errors='replace')}\n"
-                    f"{_tail(tmp / 'gunicorn.log')}"
-                )
-            print(f"check: GET {path} -> 200, {len(body):,} bytes")
+        check_pages(port, [path for _name, path in targets], cookie, tmp)
         log = tmp / "access.log"
         offset = log.stat().st_size if log.exists() else 0
         pages = {}
         for name, path in targets:
-            print(
-                f"wrk: {name} {path}, {args.connections} connections, {args.threads} threads, {args.duration} s ...",
-                flush=True,
-            )
-            cpu0, wrk0, w0 = cpu_seconds(proc.pid), _children_cpu(), time.perf_counter()
-            r, raw = run_wrk(wrk, args, port, path, cookie)
-            wall = time.perf_counter() - w0
-            server_cpu, wrk_cpu = cpu_seconds(proc.pid) - cpu0, _children_cpu() - wrk0
-            cores = os.cpu_count() or 1
-            drain(log)  # requests wrk left queued finish before the next page (and are logged)
-            statuses, server_ms, offset = access_log_since(log, offset, path)
-            not_200 = sum(n for s, n in statuses.items() if s != "200")
-            sock = sum(r["socket_errors"].values())
-            r.update(
-                path=path,
-                server_statuses=statuses,
-                server_not_200=not_200,
-                server_ms={"p50": _pct(server_ms, 50), "p99": _pct(server_ms, 99), "n": len(server_ms)},
-                errors=sock + r["non_2xx_3xx"] + not_200,
-                server_cpu_seconds=round(server_cpu, 1),
-                wrk_cpu_seconds=round(wrk_cpu, 1),
-                server_cpu_ms_per_request=round(server_cpu * 1000 / r["requests"], 1) if r["requests"] else None,
-                cpu_share=round((server_cpu + wrk_cpu) / (wall * cores), 2),
-                wrk_output=raw,
-            )
-            p99 = r["percentiles_ms"].get("99")
-            r["pass"] = r["errors"] == 0 and r["requests"] > 0 and p99 is not None and p99 < TARGET_P99_MS
-            pages[name] = r
-        import django
-
-        return {
-            "benchmark": "load",
-            "command": " ".join([Path(sys.executable).name, "-m", "bench.load", *sys.argv[1:]]),
-            "args": vars(args),
-            "machine": {
-                "cores": os.cpu_count(),
-                "cpu": cpu_model() or platform.processor(),
-                "python": platform.python_version(),
-                "django": django.get_version(),
-                "database": args.database,
-                "wrk": wrk_version,
-                "gunicorn_workers": args.workers,
-                "conn_max_age": os.environ.get("CONN_MAX_AGE"),
-                "commit": git("rev-parse", "--short", "HEAD"),
-                "when": dt.datetime.now().isoformat(timespec="seconds"),
-            },
-            "fill": prepared["fill"],
-            "target": {"errors": 0, "p99_ms_below": TARGET_P99_MS},
-            "pages": pages,
-            "pass": all(p["pass"] for p in pages.values()),
-        }
+            pages[name], offset = load_page(wrk, args, port, proc, cookie, name, path, log, offset)
+        return load_result(args, wrk_version, prepared, pages)
     finally:
         from bench import gallery
 
@@ -430,6 +372,80 @@ def run_load(args) -> dict:
             stop(proc)
         url = prepared["database_url"] if prepared is not None else None
         remove_scratch(tmp, args.database, args.pg_url, gallery.PG_DBNAME, url)
+
+
+def check_pages(port: int, paths: list[str], cookie: str, tmp: Path) -> None:
+    """One request of each page first: a viewer must get the page itself, not an error page."""
+    for path in paths:
+        status, headers, body = http_get(port, path, cookie)
+        if status != 200:
+            where = headers.get("Location", "")
+            raise SystemExit(
+                f"GET {path} as the logged-in viewer answered {status}{' -> ' + where if where else ''} "
+                f"instead of 200: not load-testing an error page.\n{body[:500].decode(errors='replace')}\n"
+                f"{_tail(tmp / 'gunicorn.log')}"
+            )
+        print(f"check: GET {path} -> 200, {len(body):,} bytes")
+
+
+def load_page(wrk: str, args, port: int, proc, cookie: str, name: str, path: str, log: Path, offset: int):
+    """wrk against one page, then what the server logged (after `offset` in the access log) and
+    the CPU it used; returns the page's figures and the access log's offset after its requests."""
+    print(
+        f"wrk: {name} {path}, {args.connections} connections, {args.threads} threads, {args.duration} s ...",
+        flush=True,
+    )
+    cpu0, wrk0, w0 = cpu_seconds(proc.pid), _children_cpu(), time.perf_counter()
+    r, raw = run_wrk(wrk, args, port, path, cookie)
+    wall = time.perf_counter() - w0
+    server_cpu, wrk_cpu = cpu_seconds(proc.pid) - cpu0, _children_cpu() - wrk0
+    cores = os.cpu_count() or 1
+    drain(log)  # requests wrk left queued finish before the next page (and are logged)
+    statuses, server_ms, offset = access_log_since(log, offset, path)
+    not_200 = sum(n for s, n in statuses.items() if s != "200")
+    sock = sum(r["socket_errors"].values())
+    r.update(
+        path=path,
+        server_statuses=statuses,
+        server_not_200=not_200,
+        server_ms={"p50": _pct(server_ms, 50), "p99": _pct(server_ms, 99), "n": len(server_ms)},
+        errors=sock + r["non_2xx_3xx"] + not_200,
+        server_cpu_seconds=round(server_cpu, 1),
+        wrk_cpu_seconds=round(wrk_cpu, 1),
+        server_cpu_ms_per_request=round(server_cpu * 1000 / r["requests"], 1) if r["requests"] else None,
+        cpu_share=round((server_cpu + wrk_cpu) / (wall * cores), 2),
+        wrk_output=raw,
+    )
+    p99 = r["percentiles_ms"].get("99")
+    r["pass"] = r["errors"] == 0 and r["requests"] > 0 and p99 is not None and p99 < TARGET_P99_MS
+    return r, offset
+
+
+def load_result(args, wrk_version: str, prepared: dict, pages: dict) -> dict:
+    """The run's result: the command, the machine, the fill, the target and each page's figures."""
+    import django
+
+    return {
+        "benchmark": "load",
+        "command": " ".join([Path(sys.executable).name, "-m", "bench.load", *sys.argv[1:]]),
+        "args": vars(args),
+        "machine": {
+            "cores": os.cpu_count(),
+            "cpu": cpu_model() or platform.processor(),
+            "python": platform.python_version(),
+            "django": django.get_version(),
+            "database": args.database,
+            "wrk": wrk_version,
+            "gunicorn_workers": args.workers,
+            "conn_max_age": os.environ.get("CONN_MAX_AGE"),
+            "commit": git("rev-parse", "--short", "HEAD"),
+            "when": dt.datetime.now().isoformat(timespec="seconds"),
+        },
+        "fill": prepared["fill"],
+        "target": {"errors": 0, "p99_ms_below": TARGET_P99_MS},
+        "pages": pages,
+        "pass": all(p["pass"] for p in pages.values()),
+    }
 
 
 def _children_cpu() -> float:

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import write_json
-from liveness.metrics import bpcer_at_apcer, iso_at, strategy_table
+from liveness.iso import bpcer_at_apcer, iso_at
+from liveness.metrics import strategy_table
 
 
 def synthetic(n: int, seed: int = 0) -> dict:

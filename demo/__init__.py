@@ -2,7 +2,9 @@
 data of the bundled demo models. numpy + Pillow, deterministic for a seed; no Django.
 
 - `render.py`: one capture (`render_sample`): a scene, a person, a print or replay attack, the
-  capturing camera; `training_samples` for the demo models.
+  capturing camera; `training_samples` for the demo models.  Its steps: `scene.py` (backgrounds,
+  a person in a scene), `person.py` (a person's appearance and drawing), `attacks.py` (prints and
+  screens), `camera.py` (the capturing camera), `paint.py` (drawing primitives).
 - `inbox.py`: `generate_inbox` writes `out/<YYYY-MM-DD>/<device_id>/<name>.jpg|.png` + sidecars
   from the demo devices (`DEVICES`), with late files, copies and broken files.
 - `stories.py`: planted causes for "what changed" (`make_demo_data --stories`).

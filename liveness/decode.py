@@ -55,10 +55,20 @@ def decode_image(
     """
     if not data:
         raise UnreadableImage("empty file (0 bytes)")
+    img = _open(data)
+    fmt, w, h = _check_header(img, max_pixels)
+    reduction = _draft(img, fmt, min_side, max_reduction) if min_side or max_reduction else 1
+    _load(img)
+    img, w, h = _upright(img, w, h)
+    return DecodedImage(image=_rgb(img), format=fmt, width=w, height=h, reduction=reduction)
+
+
+def _open(data: bytes) -> Image.Image:
+    """Identify the format and read the header only (no pixels yet)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            return Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise UnreadableImage("not an image: the content is not a recognised image format") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -66,6 +76,9 @@ def decode_image(
     except Exception as exc:  # noqa: BLE001 - any parser failure is a property of the file
         raise UnreadableImage(f"cannot open image: {exc}") from None
 
+
+def _check_header(img: Image.Image, max_pixels: int) -> tuple[str, int, int]:
+    """(format, width, height) of a supported, non-empty image within the pixel limit."""
     fmt = img.format or ""
     if fmt not in FORMATS:
         raise UnreadableImage(f"unsupported image format {img.format}")
@@ -74,21 +87,31 @@ def decode_image(
         raise UnreadableImage(f"image has no pixels ({w}x{h})")
     if w * h > max_pixels:
         raise UnreadableImage(f"decompression bomb refused: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels}")
+    return fmt, w, h
 
+
+def _draft(img: Image.Image, fmt: str, min_side: int | None, max_reduction: Callable[[int, int], float] | None) -> int:
+    """Switch a JPEG to draft mode at the largest allowed power-of-two reduction; the reduction used."""
+    if fmt not in ("JPEG", "MPO"):
+        return 1
+    w, h = img.size
+    upright = (h, w) if _orientation(img) in (5, 6, 7, 8) else (w, h)
+    limit = max_reduction(*upright) if max_reduction else 8
+    if min_side:
+        limit = min(limit, max(1, min(w, h)) / min_side)
     reduction = 1
-    if (min_side or max_reduction) and fmt in ("JPEG", "MPO"):
-        upright = (h, w) if _orientation(img) in (5, 6, 7, 8) else (w, h)
-        limit = max_reduction(*upright) if max_reduction else 8
-        if min_side:
-            limit = min(limit, max(1, min(w, h)) / min_side)
-        while reduction < 8 and reduction * 2 <= limit:
-            reduction *= 2
-        if reduction > 1:
-            # Pillow picks the scale min(w // size_w, h // size_h): asking for the rounded-up size
-            # would never reduce an odd-sized image (1001 // 501 = 1)
-            img.draft("RGB", (max(1, w // reduction), max(1, h // reduction)))
-            reduction = round(w / img.size[0])
+    while reduction < 8 and reduction * 2 <= limit:
+        reduction *= 2
+    if reduction == 1:
+        return 1
+    # Pillow picks the scale min(w // size_w, h // size_h): asking for the rounded-up size
+    # would never reduce an odd-sized image (1001 // 501 = 1)
+    img.draft("RGB", (max(1, w // reduction), max(1, h // reduction)))
+    return round(w / img.size[0])
 
+
+def _load(img: Image.Image) -> None:
+    """Decode the pixels; truncated or corrupt data is refused."""
     try:
         img.load()
     except Exception as exc:  # noqa: BLE001
@@ -97,6 +120,9 @@ def decode_image(
             raise UnreadableImage(f"truncated file: {reason}") from None
         raise UnreadableImage(f"corrupt image data: {reason}") from None
 
+
+def _upright(img: Image.Image, w: int, h: int) -> tuple[Image.Image, int, int]:
+    """The image with its EXIF orientation applied, and its upright size."""
     try:
         orientation = img.getexif().get(0x0112, 1)
         if orientation != 1:  # exif_transpose copies the whole image even when upright
@@ -105,11 +131,14 @@ def decode_image(
         orientation = 1
     if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: the upright size is swapped
         w, h = h, w
+    return img, w, h
+
+
+def _rgb(img: Image.Image) -> Image.Image:
     try:
-        rgb = to_rgb(img)
+        return to_rgb(img)
     except Exception as exc:  # noqa: BLE001 - e.g. a colour mode Pillow cannot convert
         raise UnreadableImage(f"cannot convert {img.mode} colour mode to RGB: {exc}") from None
-    return DecodedImage(image=rgb, format=fmt, width=w, height=h, reduction=reduction)
 
 
 def _orientation(img: Image.Image) -> int:

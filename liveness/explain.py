@@ -45,7 +45,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .metrics import Rate, psi_from_counts, wilson
+from .drift import psi_from_counts
+from .metrics import Rate, wilson
 
 ALPHA = 0.05  # family-wise error rate of the Bonferroni-corrected tests
 CLEAR_FACTOR = 1.5  # how much more a combination must concentrate the change than its slices

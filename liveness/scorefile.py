@@ -39,6 +39,7 @@ REQUIRED = ("path", "score", "label")
 NUMERIC = ("face_w", "face_h", "yaw", "pitch", "blur")
 TEXT = ("attack_type", "device", "day")
 MODEL_PREFIX = "score_"
+_KNOWN = frozenset(REQUIRED + NUMERIC + TEXT)
 
 GENUINE_WORDS = frozenset({"genuine", "live", "real", "1"})
 ATTACK_WORDS = frozenset({"attack", "spoof", "fake", "0"})
@@ -223,16 +224,52 @@ def read_scores(file_or_text) -> ScoreSet:
 
 
 def _parse(text: str, source: str) -> ScoreSet:
-    rows, lines = _rows_with_lines(text)
-    # skip completely empty lines (a trailing newline, blank separators)
+    """Header, then the data rows of the right width, then every column checked; one raise at the end."""
+    header, header_line, body_rows, body_lines = _split_header(*_rows_with_lines(text), source)
+    problems: list[tuple[int, str]] = []
+    col = _column_index(header, header_line, problems)
+    body_rows, body_lines = _rows_of_width(body_rows, body_lines, len(header), problems)
+    n = len(body_rows)
+    ln = np.asarray(body_lines, dtype=np.int64)
+    cells = _cells_by_column(col, body_rows, len(header))
+    models = [c for c in col if c.startswith(MODEL_PREFIX) and c != MODEL_PREFIX]
+    txt = _texts(cells, n, ln, problems)
+    parsed = ScoreSet(
+        paths=_paths(cells.get("path"), n, ln, problems),
+        scores=_number_column(cells, "score", n, ln, problems, required=True, lo=0.0, hi=1.0),
+        is_attack=_attack_flags(cells.get("label"), n, ln, problems),
+        **{name: _number_column(cells, name, n, ln, problems, lo=lo, hi=hi) for name, (lo, hi) in _RANGES.items()},
+        attack_types=txt["attack_type"],
+        devices=txt["device"],
+        days=txt["day"],
+        model_scores={
+            c[len(MODEL_PREFIX) :]: _number_column(cells, c, n, ln, problems, lo=0.0, hi=1.0) for c in models
+        },
+        line_numbers=ln,
+        columns=tuple(header),
+        ignored_columns=tuple(c for c in col if c not in _KNOWN and c not in models),
+    )
+    if problems:
+        raise ScoreFileError(problems, source)
+    return parsed
+
+
+def _split_header(rows: list[list[str]], lines: list[int], source: str) -> tuple[list[str], int, list, list[int]]:
+    """(normalised header, its line, data rows, their lines); completely empty lines are skipped."""
+    # a trailing newline, blank separators
     keep = [i for i, r in enumerate(rows) if r and not (len(r) == 1 and r[0].strip() == "")]
     if not keep:
         raise ScoreFileError([(1, "empty file: a header line with path,score,label is required")], source)
     header_at = keep[0]
-    header_line = lines[header_at]
     header = [h.strip().lower() for h in rows[header_at]]
-    problems: list[tuple[int, str]] = []
+    body = keep[1:]
+    if len(body) == len(rows) - 1 - header_at:  # no blank line to skip (the usual case)
+        return header, lines[header_at], rows[header_at + 1 :], lines[header_at + 1 :]
+    return header, lines[header_at], [rows[i] for i in body], [lines[i] for i in body]
 
+
+def _column_index(header: list[str], header_line: int, problems: list) -> dict[str, int]:
+    """Column name -> position; nameless, duplicate and missing required columns are problems."""
     col: dict[str, int] = {}
     for i, name in enumerate(header):
         if name == "":
@@ -249,108 +286,83 @@ def _parse(text: str, source: str) -> ScoreSet:
             problems.append((header_line, "no header: the first line must be path,score,label[,...]"))
         for c in missing:
             problems.append((header_line, f"missing required column {c!r}"))
-    known = set(REQUIRED) | set(NUMERIC) | set(TEXT)
-    models = [c for c in col if c.startswith(MODEL_PREFIX) and c != MODEL_PREFIX]
-    ignored = tuple(c for c in col if c not in known and c not in models)
+    return col
 
-    width = len(header)
-    body = keep[1:]
-    if len(body) == len(rows) - 1 - header_at:  # no blank line to skip (the usual case)
-        body_rows, body_lines = rows[header_at + 1 :], lines[header_at + 1 :]
-    else:
-        body_rows, body_lines = [rows[i] for i in body], [lines[i] for i in body]
-    lengths = np.fromiter(map(len, body_rows), dtype=np.int64, count=len(body_rows))
+
+def _rows_of_width(rows: list[list[str]], lines: list[int], width: int, problems: list) -> tuple[list, list[int]]:
+    """The rows with exactly `width` cells, and their lines; every other row is a problem."""
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     wrong = np.flatnonzero(lengths != width)
     for i in wrong:
-        problems.append((body_lines[i], f"expected {width} columns, got {lengths[i]}"))
-    if len(wrong):
-        good = np.flatnonzero(lengths == width)
-        body_rows = [body_rows[i] for i in good]
-        body_lines = [body_lines[i] for i in good]
-    n = len(body_rows)
-    ln = np.asarray(body_lines, dtype=np.int64)
-    columns = list(zip(*body_rows, strict=True)) if n else [() for _ in header]
+        problems.append((lines[i], f"expected {width} columns, got {lengths[i]}"))
+    if not len(wrong):
+        return rows, lines
+    good = np.flatnonzero(lengths == width)
+    return [rows[i] for i in good], [lines[i] for i in good]
 
-    def values(name: str) -> tuple[str, ...] | None:
-        return columns[col[name]] if name in col else None
 
-    # path
-    paths = values("path")
-    if paths is not None:
-        paths_arr = np.asarray([p.strip() for p in paths], dtype=object)
-        for i in np.flatnonzero(paths_arr == ""):
-            problems.append((int(ln[i]), "path is empty"))
-    else:
-        paths_arr = np.full(n, "", dtype=object)
-    # score
-    raw = values("score")
-    scores = (
-        _floats(raw, ln, "score", problems, required=True, lo=0.0, hi=1.0) if raw is not None else np.full(n, np.nan)
-    )
-    # label: map each distinct spelling once
-    raw = values("label")
-    is_attack = np.zeros(n, dtype=bool)
-    if raw is not None:
-        meaning = {v: _label(v) for v in set(raw)}
-        is_attack = np.fromiter((meaning[v] is True for v in raw), dtype=bool, count=n)
-        if any(m is None for m in meaning.values()):
-            for i, v in enumerate(raw):
-                if meaning[v] is None:
-                    msg = (
-                        f"unknown label {v!r} (genuine/live/real/1 or attack/spoof/fake/0)"
-                        if v.strip()
-                        else "label is empty"
-                    )
-                    problems.append((int(ln[i]), msg))
-    # optional numbers
-    ranges = {"face_w": (0.0, None), "face_h": (0.0, None), "yaw": (None, None), "pitch": (None, None)}
-    ranges["blur"] = (0.0, 1.0)
-    num = {}
-    for name in NUMERIC:
-        raw = values(name)
-        lo, hi = ranges[name]
-        num[name] = (
-            _floats(raw, ln, name, problems, required=False, lo=lo, hi=hi) if raw is not None else np.full(n, np.nan)
-        )
-    # optional text: strip each distinct value once
+def _cells_by_column(col: dict[str, int], rows: list[list[str]], width: int) -> dict[str, tuple[str, ...]]:
+    """Column name -> its cells, one per row (rows all have `width` cells)."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in range(width)]
+    return {name: columns[i] for name, i in col.items()}
+
+
+def _paths(raw: tuple[str, ...] | None, n: int, ln: np.ndarray, problems: list) -> np.ndarray:
+    if raw is None:
+        return np.full(n, "", dtype=object)
+    paths = np.asarray([p.strip() for p in raw], dtype=object)
+    for i in np.flatnonzero(paths == ""):
+        problems.append((int(ln[i]), "path is empty"))
+    return paths
+
+
+_RANGES = {"face_w": (0.0, None), "face_h": (0.0, None), "yaw": (None, None), "pitch": (None, None), "blur": (0.0, 1.0)}
+
+
+def _number_column(
+    cells: dict, name: str, n: int, ln: np.ndarray, problems: list, *, required=False, lo=None, hi=None
+) -> np.ndarray:
+    """A number column checked by `_floats`, all NaN when the column is absent."""
+    raw = cells.get(name)
+    if raw is None:
+        return np.full(n, np.nan)
+    return _floats(raw, ln, name, problems, required=required, lo=lo, hi=hi)
+
+
+def _attack_flags(raw: tuple[str, ...] | None, n: int, ln: np.ndarray, problems: list) -> np.ndarray:
+    """is_attack per row; each distinct spelling is mapped once."""
+    if raw is None:
+        return np.zeros(n, dtype=bool)
+    meaning = {v: _label(v) for v in set(raw)}
+    is_attack = np.fromiter((meaning[v] is True for v in raw), dtype=bool, count=n)
+    if any(m is None for m in meaning.values()):
+        for i, v in enumerate(raw):
+            if meaning[v] is None:
+                msg = (
+                    f"unknown label {v!r} (genuine/live/real/1 or attack/spoof/fake/0)"
+                    if v.strip()
+                    else "label is empty"
+                )
+                problems.append((int(ln[i]), msg))
+    return is_attack
+
+
+def _texts(cells: dict, n: int, ln: np.ndarray, problems: list) -> dict[str, np.ndarray]:
+    """The optional text columns by name, stripped (each distinct value once), "" when absent."""
     txt = {}
     for name in TEXT:
-        raw = values(name)
+        raw = cells.get(name)
         if raw is None:
             txt[name] = np.full(n, "", dtype=object)
             continue
         clean = {v: v.strip() for v in set(raw)}
         txt[name] = np.fromiter(map(clean.__getitem__, raw), dtype=object, count=n)
-        if name == "day":
-            bad_days = {v for v, c in clean.items() if c and not _valid_day(c)}
-            if bad_days:
-                for i, v in enumerate(raw):
-                    if v in bad_days:
-                        problems.append((int(ln[i]), f"day must be YYYY-MM-DD, got {v.strip()!r}"))
-    # per-model scores
-    model_scores = {}
-    for c in models:
-        model_scores[c[len(MODEL_PREFIX) :]] = _floats(values(c), ln, c, problems, required=False, lo=0.0, hi=1.0)
-
-    if problems:
-        raise ScoreFileError(problems, source)
-    return ScoreSet(
-        paths=paths_arr,
-        scores=scores,
-        is_attack=is_attack,
-        face_w=num["face_w"],
-        face_h=num["face_h"],
-        yaw=num["yaw"],
-        pitch=num["pitch"],
-        blur=num["blur"],
-        attack_types=txt["attack_type"],
-        devices=txt["device"],
-        days=txt["day"],
-        model_scores=model_scores,
-        line_numbers=ln,
-        columns=tuple(header),
-        ignored_columns=ignored,
-    )
+        bad_days = {v for v, c in clean.items() if c and not _valid_day(c)} if name == "day" else ()
+        if bad_days:
+            for i, v in enumerate(raw):
+                if v in bad_days:
+                    problems.append((int(ln[i]), f"day must be YYYY-MM-DD, got {v.strip()!r}"))
+    return txt
 
 
 def _label(v: str) -> bool | None:

@@ -71,81 +71,123 @@ def _clean(value):
 
 
 def parse_sidecar(data: bytes | str) -> Sidecar:
+    """Parse and validate a sidecar; raises SidecarError only when it is not a JSON object."""
+    raw = _load(data)
+    sc = Sidecar(raw=raw)
+    for read_field in _FIELD_READERS:
+        read_field(raw, sc)
+    return sc
+
+
+def _load(data: bytes | str) -> dict:
     try:
         raw = _clean(json.loads(data, parse_constant=_no_constant))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise SidecarError(f"sidecar is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise SidecarError(f"sidecar must be a JSON object, got {type(raw).__name__}")
+    return raw
 
-    sc = Sidecar(raw=raw)
-    warn = sc.warnings.append
 
+def _read_captured_at(raw: dict, sc: Sidecar) -> None:
     if "captured_at" in raw:
         try:
             sc.captured_at = datetime.fromisoformat(str(raw["captured_at"]).replace("Z", "+00:00"))
         except ValueError:
-            warn(f"captured_at: not an ISO 8601 date-time: {raw['captured_at']!r}")
+            sc.warnings.append(f"captured_at: not an ISO 8601 date-time: {raw['captured_at']!r}")
 
-    if "face" in raw:
-        face = raw["face"]
-        vals = {k: _number(face.get(k)) for k in "xywh"} if isinstance(face, dict) else {}
-        if not vals or any(v is None for v in vals.values()):
-            warn("face: must be an object with numeric x, y, w, h")
-        elif vals["w"] <= 0 or vals["h"] <= 0:
-            warn(f"face: width and height must be positive, got w={vals['w']:g} h={vals['h']:g}")
-        else:
-            sc.face = Box(vals["x"], vals["y"], vals["w"], vals["h"])
 
-    if "landmarks" in raw:
-        pts = raw["landmarks"]
-        ok = (
-            isinstance(pts, list)
-            and len(pts) == 5
-            and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pts)
-            and all(_number(c) is not None for p in pts for c in p)
-        )
-        if ok:
-            sc.landmarks = [(float(p[0]), float(p[1])) for p in pts]
-        else:
-            warn("landmarks: must be a list of 5 [x, y] number pairs")
+def _read_face(raw: dict, sc: Sidecar) -> None:
+    if "face" not in raw:
+        return
+    face = raw["face"]
+    vals = {k: _number(face.get(k)) for k in "xywh"} if isinstance(face, dict) else {}
+    if not vals or any(v is None for v in vals.values()):
+        sc.warnings.append("face: must be an object with numeric x, y, w, h")
+    elif vals["w"] <= 0 or vals["h"] <= 0:
+        sc.warnings.append(f"face: width and height must be positive, got w={vals['w']:g} h={vals['h']:g}")
+    else:
+        sc.face = Box(vals["x"], vals["y"], vals["w"], vals["h"])
 
-    if "pose" in raw:
-        pose = raw["pose"]
-        if isinstance(pose, dict):
-            sc.pose = {}
-            for key in ("yaw", "pitch", "roll"):
-                if key in pose:
-                    v = _number(pose[key])
-                    if v is None or abs(v) > 180:
-                        warn(f"pose.{key}: must be a number of degrees in [-180, 180]")
-                    else:
-                        sc.pose[key] = v
-        else:
-            warn("pose: must be an object with yaw, pitch, roll")
 
+def _read_landmarks(raw: dict, sc: Sidecar) -> None:
+    if "landmarks" not in raw:
+        return
+    pts = raw["landmarks"]
+    ok = (
+        isinstance(pts, list)
+        and len(pts) == 5
+        and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pts)
+        and all(_number(c) is not None for p in pts for c in p)
+    )
+    if ok:
+        sc.landmarks = [(float(p[0]), float(p[1])) for p in pts]
+    else:
+        sc.warnings.append("landmarks: must be a list of 5 [x, y] number pairs")
+
+
+def _read_pose(raw: dict, sc: Sidecar) -> None:
+    if "pose" not in raw:
+        return
+    pose = raw["pose"]
+    if not isinstance(pose, dict):
+        sc.warnings.append("pose: must be an object with yaw, pitch, roll")
+        return
+    sc.pose = {}
+    for key in ("yaw", "pitch", "roll"):
+        if key in pose:
+            v = _number(pose[key])
+            if v is None or abs(v) > 180:
+                sc.warnings.append(f"pose.{key}: must be a number of degrees in [-180, 180]")
+            else:
+                sc.pose[key] = v
+
+
+def _read_blur(raw: dict, sc: Sidecar) -> None:
     if "blur" in raw:
         v = _number(raw["blur"])
         if v is None or not 0 <= v <= 1:
-            warn(f"blur: must be a number in [0, 1], got {raw['blur']!r}")
+            sc.warnings.append(f"blur: must be a number in [0, 1], got {raw['blur']!r}")
         else:
             sc.blur = v
 
+
+def _read_label(raw: dict, sc: Sidecar) -> None:
     if raw.get("label") is not None:
         sc.label = normalise_label(raw["label"])
         if sc.label is None:
-            warn(f"label: unknown value {raw['label']!r} (expected genuine or attack)")
-    if raw.get("attack_type") is not None:
-        text = raw["attack_type"]
-        if isinstance(text, str) and 0 < len(text.strip()) <= ATTACK_TYPE_MAX:
-            sc.attack_type = text.strip().lower()
-        else:
-            warn(f"attack_type: must be a non-empty string of at most {ATTACK_TYPE_MAX} characters")
-        if sc.label == "genuine" and sc.attack_type:
-            warn("attack_type: ignored on a genuine label")
-            sc.attack_type = None
+            sc.warnings.append(f"label: unknown value {raw['label']!r} (expected genuine or attack)")
 
+
+def _read_attack_type(raw: dict, sc: Sidecar) -> None:
+    """After the label: an attack type on a genuine image is dropped."""
+    if raw.get("attack_type") is None:
+        return
+    text = raw["attack_type"]
+    if isinstance(text, str) and 0 < len(text.strip()) <= ATTACK_TYPE_MAX:
+        sc.attack_type = text.strip().lower()
+    else:
+        sc.warnings.append(f"attack_type: must be a non-empty string of at most {ATTACK_TYPE_MAX} characters")
+    if sc.label == "genuine" and sc.attack_type:
+        sc.warnings.append("attack_type: ignored on a genuine label")
+        sc.attack_type = None
+
+
+def _read_names(raw: dict, sc: Sidecar) -> None:
     for key in ("subject", "site"):
         if raw.get(key) is not None:
             setattr(sc, key, str(raw[key])[:200])
-    return sc
+
+
+# Each reader sets its field on the Sidecar, or leaves it None and appends a warning. In this order:
+# the warnings come out in it, and the attack type needs the label.
+_FIELD_READERS = (
+    _read_captured_at,
+    _read_face,
+    _read_landmarks,
+    _read_pose,
+    _read_blur,
+    _read_label,
+    _read_attack_type,
+    _read_names,
+)

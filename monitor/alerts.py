@@ -44,7 +44,7 @@ from django.core import mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from liveness.metrics import psi_from_counts
+from liveness.drift import psi_from_counts
 
 from .models import Alert, DailyMetric, Device
 

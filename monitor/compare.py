@@ -37,7 +37,7 @@ from django.db.models.functions import Cast
 from liveness import metrics
 from liveness.metrics import Confusion, StrategyRow
 
-from . import thresholds
+from . import threshold_input, thresholds
 from .models import Device, Ensemble, Image, ShadowScore
 from .shadow import is_one_model
 
@@ -238,7 +238,7 @@ def _production(cols: dict) -> Production:
 
 def _side(ens: Ensemble, scores: np.ndarray, cols: dict, labelled: np.ndarray, fprs, source: str) -> Side:
     is_attack = cols["label"][labelled] == "attack"
-    inp = thresholds.TableInput(
+    inp = threshold_input.TableInput(
         scores=scores[labelled],
         is_attack=is_attack,
         face_w=cols["box_w"][labelled],
@@ -285,14 +285,14 @@ def compare(
     date_from: dt.date,
     date_to: dt.date,
     device: Device | None = None,
-    target_fprs=thresholds.DEFAULT_TARGET_FPRS,
+    target_fprs=threshold_input.DEFAULT_TARGET_FPRS,
     shown: int = DISAGREEMENTS_SHOWN,
 ) -> Comparison:
     if a.pk == b.pk:
         raise CompareError("pick two different ensembles")
     if date_from > date_to:
         raise CompareError(f"the range is empty: from {date_from} is after to {date_to}")
-    fprs = tuple(float(f) for f in target_fprs) or thresholds.DEFAULT_TARGET_FPRS
+    fprs = tuple(float(f) for f in target_fprs) or threshold_input.DEFAULT_TARGET_FPRS
     score_a, shadow_a = _scored(a, date_from, date_to, device)
     score_b, shadow_b = _scored(b, date_from, date_to, device)
     shared = score_a.keys() & score_b.keys()
@@ -305,7 +305,7 @@ def compare(
     ids = cols["id"]
     sa = _floats([score_a[i] for i in ids.tolist()])
     sb = _floats([score_b[i] for i in ids.tolist()])
-    labelled = np.isin(cols["label"], thresholds.LABELS) if len(ids) else np.zeros(0, dtype=bool)
+    labelled = np.isin(cols["label"], threshold_input.LABELS) if len(ids) else np.zeros(0, dtype=bool)
     where = f"{date_from}..{date_to}" + (f", device {device.name}" if device else "")
     side_a = _side(a, sa, cols, labelled, fprs, f"images of {where} scored by {a.name} and {b.name}")
     side_b = _side(b, sb, cols, labelled, fprs, f"images of {where} scored by {a.name} and {b.name}")

@@ -12,7 +12,7 @@ from django.db.models import Q
 from liveness.ensemble import ATTACK, LIVE, SCORED
 
 DECIDED = Q(category__in=list(SCORED), decision__in=[LIVE, ATTACK])
-HISTOGRAM_BINS = 10  # liveness.metrics.psi's default
+HISTOGRAM_BINS = 10  # liveness.drift.psi's default
 
 
 def lock_day(day: dt.date) -> None:

@@ -2,7 +2,7 @@
 
 A fixed number of grouped queries per day, whatever its size: counts per category and label,
 labelled attacks per attack type, and the score histogram (bins computed in SQL by a CASE on the
-bin edges of `liveness.metrics.score_histogram`, so the stored counts equal numpy's).
+bin edges of `liveness.drift.score_histogram`, so the stored counts equal numpy's).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 from django.db import transaction
 from django.db.models import Case, Count, IntegerField, Q, Value, When
 
-from liveness.metrics import UNKNOWN_TYPE
+from liveness.iso import UNKNOWN_TYPE
 
 from . import attempts
 from .counts import DECIDED, HISTOGRAM_BINS, lock_day

@@ -105,59 +105,92 @@ def import_labels(text: str, *, user, dry_run: bool) -> ImportResult:
     text = (text or "").lstrip("\ufeff")
     reader = csv.reader(io.StringIO(text))
     try:
-        header = next(reader, None)
-        while header is not None and not any(c.strip() for c in header):
-            header = next(reader, None)
-        if header is None:
-            result.errors.append(ImportProblem(1, "the file is empty: expected a header with label and sha256 or path"))
+        cols = _header(reader, result)
+        if cols is None:
             return result
-        header_line = reader.line_num
-        columns = [c.strip().lower() for c in header]
-        key = "sha256" if "sha256" in columns else "path" if "path" in columns else None
-        if key is None or "label" not in columns:
-            result.errors.append(
-                ImportProblem(header_line, "the header needs a label column and a sha256 or path column")
-            )
-            return result
-        i_key, i_label = columns.index(key), columns.index("label")
-        i_type = columns.index("attack_type") if "attack_type" in columns else None
-        known_types = set(attack_type_names())
-
-        parsed: list[tuple[int, str, str, str]] = []  # line, key, label, attack type
-        for row in reader:
-            line = reader.line_num
-            if not any(c.strip() for c in row):
-                continue
-            if len(row) != len(columns):
-                result.errors.append(ImportProblem(line, f"expected {len(columns)} columns, found {len(row)}"))
-                continue
-            raw_key = row[i_key].strip()
-            ref = raw_key.lower() if key == "sha256" else _clean_path(raw_key)
-            if not ref:
-                result.errors.append(ImportProblem(line, f"empty {key}"))
-                continue
-            label = normalise_label(row[i_label])
-            if label is None:
-                result.errors.append(
-                    ImportProblem(
-                        line, f"unknown label {row[i_label].strip()!r} (use genuine/live/real/1 or attack/spoof/fake/0)"
-                    )
-                )
-                continue
-            atype = row[i_type].strip().lower() if i_type is not None else ""
-            if atype and label == "genuine":
-                result.errors.append(ImportProblem(line, f"attack type {atype!r} given for a genuine label"))
-                continue
-            if atype and atype not in known_types:
-                result.errors.append(
-                    ImportProblem(line, f"unknown attack type {atype!r} (known: {', '.join(sorted(known_types))})")
-                )
-                continue
-            parsed.append((line, ref, label, atype))
+        parsed = _parse_lines(reader, cols, result)
     except csv.Error as exc:
         result.errors.append(ImportProblem(reader.line_num, f"not readable as CSV: {exc}"))
         return result
+    _match_images(parsed, cols.key, result)
+    result.errors.sort()
+    if result.errors or dry_run:
+        return result
+    _write(result, user)
+    return result
 
+
+class _Columns(NamedTuple):
+    """Where the header puts the columns the import reads; `key` is "sha256" or "path"."""
+
+    count: int
+    key: str
+    i_key: int
+    i_label: int
+    i_type: int | None
+
+
+class _BadLine(ValueError):
+    """What is wrong with one line of the file."""
+
+
+def _header(reader, result: ImportResult) -> _Columns | None:
+    """The header's columns (blank lines before it skipped); None, with the error in `result`, when
+    the file is empty or the header lacks a label column or a sha256 or path column."""
+    header = next(reader, None)
+    while header is not None and not any(c.strip() for c in header):
+        header = next(reader, None)
+    if header is None:
+        result.errors.append(ImportProblem(1, "the file is empty: expected a header with label and sha256 or path"))
+        return None
+    columns = [c.strip().lower() for c in header]
+    key = "sha256" if "sha256" in columns else "path" if "path" in columns else None
+    if key is None or "label" not in columns:
+        result.errors.append(
+            ImportProblem(reader.line_num, "the header needs a label column and a sha256 or path column")
+        )
+        return None
+    i_type = columns.index("attack_type") if "attack_type" in columns else None
+    return _Columns(len(columns), key, columns.index(key), columns.index("label"), i_type)
+
+
+def _parse_lines(reader, cols: _Columns, result: ImportResult) -> list[tuple[int, str, str, str]]:
+    """(line, key, label, attack type) of each good line after the header; blank lines are skipped,
+    bad ones go to the errors of `result`."""
+    known_types = set(attack_type_names())
+    parsed: list[tuple[int, str, str, str]] = []
+    for row in reader:
+        if not any(c.strip() for c in row):
+            continue
+        try:
+            parsed.append((reader.line_num, *_parse_line(row, cols, known_types)))
+        except _BadLine as exc:
+            result.errors.append(ImportProblem(reader.line_num, str(exc)))
+    return parsed
+
+
+def _parse_line(row: list[str], cols: _Columns, known_types: set[str]) -> tuple[str, str, str]:
+    """(key, label, attack type) of one line; _BadLine says what is wrong with it."""
+    if len(row) != cols.count:
+        raise _BadLine(f"expected {cols.count} columns, found {len(row)}")
+    raw_key = row[cols.i_key].strip()
+    ref = raw_key.lower() if cols.key == "sha256" else _clean_path(raw_key)
+    if not ref:
+        raise _BadLine(f"empty {cols.key}")
+    label = normalise_label(row[cols.i_label])
+    if label is None:
+        raise _BadLine(f"unknown label {row[cols.i_label].strip()!r} (use genuine/live/real/1 or attack/spoof/fake/0)")
+    atype = row[cols.i_type].strip().lower() if cols.i_type is not None else ""
+    if atype and label == "genuine":
+        raise _BadLine(f"attack type {atype!r} given for a genuine label")
+    if atype and atype not in known_types:
+        raise _BadLine(f"unknown attack type {atype!r} (known: {', '.join(sorted(known_types))})")
+    return ref, label, atype
+
+
+def _match_images(parsed: list[tuple[int, str, str, str]], key: str, result: ImportResult) -> None:
+    """Each parsed line's image as a row of `result`, counting the rows that change the label; an
+    unknown image, one of unreadable files only, or one named on an earlier line is an error."""
     found, unreadable = _lookup({ref for _, ref, _, _ in parsed}, key)
     first_line: dict[int, int] = {}
     for line, ref, label, atype in parsed:
@@ -178,10 +211,11 @@ def import_labels(text: str, *, user, dry_run: bool) -> ImportResult:
         result.rows.append(ImportRow(line, pk, old_label, label, atype))
         if (old_label, old_type) != (label, atype):
             result.changed += 1
-    result.errors.sort()
 
-    if result.errors or dry_run:
-        return result
+
+def _write(result: ImportResult, user) -> None:
+    """Apply the rows of `result`, one `apply_labels` per (label, attack type); `changed` becomes
+    what was written."""
     groups: dict[tuple[str, str], list[int]] = {}
     for row in result.rows:
         groups.setdefault((row.new_label, row.attack_type), []).append(row.image_id)
@@ -193,7 +227,6 @@ def import_labels(text: str, *, user, dry_run: bool) -> ImportResult:
             days |= changed_days
         schedule_recompute(days)
     result.written = True
-    return result
 
 
 EXPORT_COLUMNS = [

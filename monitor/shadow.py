@@ -173,7 +173,24 @@ def shadow_batch(run_id: int, image_ids: list[int]) -> dict:
     ens = load_ensemble(run.ensemble, run.threshold)
     versions = {m.name: m.label for m in run.ensemble.members.all()}
     images = list(Image.objects.filter(pk__in=image_ids).order_by("id"))
+    todo, errors = _inputs(images)
+    results = Pipeline(ens, gates_from_settings(), draft=settings.KOALA_DRAFT_DECODE).analyse([f for _, f in todo])
+    t_score = time.monotonic()
+    rows = _shadow_scores(run, ens.threshold, versions, todo, results, errors)
+    _store(run_id, rows, errors, processed=len(image_ids))
+    return {
+        "images": len(image_ids),
+        "scored": len(rows),
+        "flagged": sum(r.decision == "attack" for r in rows),
+        "failed": len(errors),
+        "score_s": round(t_score - t0, 3),
+        "total_s": round(time.monotonic() - t0, 3),
+    }
 
+
+def _inputs(images: list[Image]) -> tuple[list[tuple[Image, FileInput]], list[dict]]:
+    """(each image with its file to score at the stored box, the errors of the files that are gone,
+    unreadable or whose bytes are no longer the ones production scored)."""
     errors: list[dict] = []
     todo: list[tuple[Image, FileInput]] = []
     for im in images:
@@ -187,10 +204,11 @@ def shadow_batch(run_id: int, image_ids: list[int]) -> dict:
             errors.append({"path": im.path, "reason": "the file's bytes changed since production scored it"})
             continue
         todo.append((im, FileInput(data, sidecar, sha256=sha, box=stored_box(im))))
+    return todo, errors
 
-    results = Pipeline(ens, gates_from_settings(), draft=settings.KOALA_DRAFT_DECODE).analyse([f for _, f in todo])
-    t_score = time.monotonic()
 
+def _shadow_scores(run: Run, threshold: float, versions: dict, todo, results, errors: list[dict]) -> list[ShadowScore]:
+    """The ShadowScore rows of the scored images; an image left unscored goes to `errors`."""
     now = timezone.now()
     rows = []
     for (im, _), r in zip(todo, results, strict=True):
@@ -206,31 +224,28 @@ def shadow_batch(run_id: int, image_ids: list[int]) -> dict:
                 scores=r.scores,
                 attack_guesses=r.attack_guesses,
                 score=r.score,
-                threshold=ens.threshold,
+                threshold=threshold,
                 decision=r.decision,
                 model_versions=versions,
                 scored_at=now,
             )
         )
+    return rows
+
+
+def _store(run_id: int, rows: list[ShadowScore], errors: list[dict], *, processed: int) -> None:
+    """Upsert the rows and add the batch's counts and errors to the run, in one transaction."""
     with transaction.atomic():
         ShadowScore.objects.bulk_create(
             rows, update_conflicts=True, unique_fields=["ensemble", "image"], update_fields=SCORE_FIELDS
         )
         locked = Run.objects.select_for_update().get(pk=run_id)  # errors are appended by concurrent batches
         Run.objects.filter(pk=run_id).update(
-            processed=F("processed") + len(image_ids),
+            processed=F("processed") + processed,
             new_images=F("new_images") + len(rows),
             failed_files=F("failed_files") + len(errors),
             errors=(locked.errors + errors)[:MAX_ERRORS],
         )
-    return {
-        "images": len(image_ids),
-        "scored": len(rows),
-        "flagged": sum(r.decision == "attack" for r in rows),
-        "failed": len(errors),
-        "score_s": round(t_score - t0, 3),
-        "total_s": round(time.monotonic() - t0, 3),
-    }
 
 
 def finish_shadow_run(run_id: int, batch_results: list[dict] | None = None) -> Run:

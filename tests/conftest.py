@@ -11,7 +11,7 @@ from liveness.manifest import load_manifest
 from monitor.celery import app as celery_app
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_MANIFEST = ROOT / "liveness" / "demo_models" / "demo.toml"
+DEMO_MANIFEST = ROOT / "demo" / "models" / "demo.toml"
 SHARED = ROOT.parent / "shared"
 # the shipped demo models' version and threshold: retraining them bumps both
 DEMO_VERSION = load_manifest(DEMO_MANIFEST.with_name("fas_a.toml")).version

@@ -94,7 +94,7 @@ def test_it_counts_attacks_per_type_for_apcer_and_acer():
 def test_it_stores_the_days_score_histogram_with_the_bins_of_score_histogram():
     import numpy as np
 
-    from liveness.metrics import score_histogram
+    from liveness.drift import score_histogram
 
     rng = np.random.default_rng(7)
     scores = [*rng.uniform(0, 1, 40).round(3), 0.0, 0.1, 0.3, 0.5, 0.6, 0.7, 0.9, 0.99, 1.0, 0.30000000000000004]

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("liveness", "monitor")
+PACKAGES = ("liveness", "monitor", "demo", "bench")
 
 
 def module_name(path: Path) -> str:

@@ -261,7 +261,7 @@ def test_it_refuses_an_onnx_file_of_the_other_family_at_load(tmp_path):
 
 @pytest.fixture(scope="module")
 def demo_ensemble() -> Ensemble:
-    e = load_manifest(REPO / "liveness" / "demo_models" / "demo.toml")
+    e = load_manifest(REPO / "demo" / "models" / "demo.toml")
     return Ensemble(e.name, [LivenessModel(m) for m in e.models], e.threshold, e.rule)
 
 

@@ -164,7 +164,7 @@ def test_it_compares_the_score_distribution_of_a_slice():
 
     (a,), _ = evaluate(rows, whole)
 
-    eps = 1e-4  # liveness.metrics.PSI_EPSILON for the empty bins
+    eps = 1e-4  # liveness.drift.PSI_EPSILON for the empty bins
     assert a.psi == pytest.approx((1 - eps) * math.log(1 / eps) + (eps - 1) * math.log(eps / 1))
     assert whole.psi == pytest.approx(0.0)
 

@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def library_modules() -> list[str]:
     """Every module of the package, walked (a new module is checked without being listed here);
-    the training script and the tests are no part of what workers import."""
+    the tests are no part of what workers import."""
     names = [m.name for m in pkgutil.walk_packages(liveness.__path__, "liveness.")]
-    return sorted(n for n in names if not n.startswith(("liveness.tests", "liveness.training")))
+    return sorted(n for n in names if not n.startswith("liveness.tests"))
 
 
 def test_it_walks_every_module_of_the_library():

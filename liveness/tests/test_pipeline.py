@@ -284,7 +284,7 @@ def _demo_ensemble(interpolation: str | None = None) -> Ensemble:
     import dataclasses
     from pathlib import Path
 
-    manifest = load_manifest(Path(__file__).resolve().parent.parent / "demo_models" / "demo.toml")
+    manifest = load_manifest(Path(__file__).resolve().parents[2] / "demo" / "models" / "demo.toml")
     models = manifest.models
     if interpolation:
         models = [dataclasses.replace(m, crop=dataclasses.replace(m.crop, interpolation=interpolation)) for m in models]

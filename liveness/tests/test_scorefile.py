@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from liveness.metrics import apcer_point, bpcer20, bpcer100, iso_at, strategy_table
+from liveness.iso import apcer_point, bpcer20, bpcer100, iso_at
+from liveness.metrics import strategy_table
 from liveness.scorefile import ScoreFileError, read_scores
 
 SMALL = Path(__file__).parent / "data" / "scores_small.csv"

@@ -17,7 +17,7 @@ from liveness.speed import BATCHES, measure_latency, measure_throughput
 from .onnx_models import write_model
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "liveness" / "demo_models"
+DEMO = ROOT / "demo" / "models"
 
 
 @pytest.mark.parametrize("name", ["fas_a", "fas_b", "fas_c"])

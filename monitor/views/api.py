@@ -26,7 +26,8 @@ from django.db.models import Count
 from django.http import JsonResponse
 from django.urls import reverse
 
-from liveness.metrics import UNKNOWN_TYPE, Rate, wilson
+from liveness.iso import UNKNOWN_TYPE
+from liveness.metrics import Rate, wilson
 
 from .. import rates
 from ..access import get_image_for_user

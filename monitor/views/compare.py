@@ -12,7 +12,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from .. import compare as service
-from .. import rates, thresholds
+from .. import rates, threshold_export, threshold_input, thresholds
 from ..access import VIEW, require
 from ..models import Device, Ensemble, ShadowScore
 from ..shadow import ONE_MODEL_PREFIX, is_one_model
@@ -37,8 +37,8 @@ class CompareForm(forms.Form):
 
     def clean_fpr(self):
         try:
-            return thresholds.parse_fprs([self.cleaned_data.get("fpr") or ""])
-        except thresholds.TableError as exc:
+            return threshold_input.parse_fprs([self.cleaned_data.get("fpr") or ""])
+        except threshold_input.TableError as exc:
             raise forms.ValidationError(str(exc)) from None
 
     def clean(self):
@@ -131,7 +131,7 @@ def _result_context(c: service.Comparison) -> dict:
         pairs = c.strategy_pairs(f)
         groups.append(
             {
-                "label": thresholds.fpr_label(f),
+                "label": threshold_export.fpr_label(f),
                 "target": f,
                 "headline": [_row(c.a.row(f)) | {"side": "a"}, _row(c.b.row(f)) | {"side": "b"}],
                 "rows": [

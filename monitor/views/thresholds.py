@@ -3,8 +3,9 @@
 GET: the table of a date range (stored images) for an ensemble or one of its models; `?format=csv`
 or `?format=json` with the same parameters downloads it. POST (multipart, CSRF): the same from an
 uploaded score file; the result page offers the downloads as links carrying the exported text, and
-the form's download buttons re-post the file. All numbers come from `monitor.thresholds`, the code
-behind `manage.py threshold_table`, so the page and the command agree.
+the form's download buttons re-post the file. All numbers come from `monitor.thresholds` (its input from
+`monitor.threshold_input`, its downloads from `monitor.threshold_export`), the code behind
+`manage.py threshold_table`, so the page and the command agree.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from liveness.scorefile import ScoreFileError
 
-from .. import rates, thresholds
+from .. import rates, threshold_export, threshold_input, thresholds
 from ..access import VIEW, require
 from ..models import Ensemble, Image, ModelVersion
 
@@ -57,8 +58,8 @@ def _threshold_field() -> forms.FloatField:
 
 def _clean_fprs(form: forms.Form) -> tuple[float, ...]:
     try:
-        return thresholds.parse_fprs([form.cleaned_data.get("fpr") or ""])
-    except thresholds.TableError as exc:
+        return threshold_input.parse_fprs([form.cleaned_data.get("fpr") or ""])
+    except threshold_input.TableError as exc:
         raise forms.ValidationError(str(exc)) from None
 
 
@@ -132,7 +133,7 @@ def _range_defaults(ensemble: Ensemble | None) -> dict:
 
 
 def _download(result: thresholds.TableResult, fmt: str, name: str) -> HttpResponse:
-    body = thresholds.FORMATS[fmt](result)
+    body = threshold_export.FORMATS[fmt](result)
     response = HttpResponse(body, content_type=DOWNLOADS[fmt])
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "thresholds"
     response["Content-Disposition"] = f'attachment; filename="{safe}.{fmt}"'
@@ -182,7 +183,7 @@ def _result_context(result: thresholds.TableResult) -> dict:
             }
             for r in rows
         ]
-        groups.append({"label": thresholds.fpr_label(f), "target": f, "rows": shown})
+        groups.append({"label": threshold_export.fpr_label(f), "target": f, "rows": shown})
     return {"result": result, "groups": groups, "bpcer": _bpcer_context(result), "iso": _iso_context(result)}
 
 
@@ -211,16 +212,18 @@ def _iso_context(result: thresholds.TableResult) -> dict | None:
     return {
         "threshold": thresholds.threshold_text(result.threshold),
         "applied": result.applied,
-        "flagged": thresholds.flagged_text(result),
-        "production": thresholds.production_text(result),
+        "flagged": threshold_export.flagged_text(result),
+        "production": threshold_export.production_text(result),
         "apcer": rates.for_page(apcer, apcer.value) if apcer else None,
         "apcer_type": i["apcer_type"],
         "bpcer": rates.for_page(i["bpcer_rate"], i["bpcer_rate"].value) if i["bpcer"] is not None else None,
         "acer": rates.pct(i["acer"]),
         "acer_too_few": result.acer_too_few,
-        "per_type": [{"type": thresholds.species_name(t), **rates.for_page(r, r.value)} for t, r in result.species],
+        "per_type": [
+            {"type": threshold_export.species_name(t), **rates.for_page(r, r.value)} for t, r in result.species
+        ],
         "untyped": rates.for_page(i["untyped"], i["untyped"].value) if i["untyped"] else None,
-        "untyped_note": thresholds.UNTYPED_NOTE,
+        "untyped_note": threshold_export.UNTYPED_NOTE,
     }
 
 
@@ -265,9 +268,9 @@ def _from_range(request):
         return _page(request, status=400, range_form=form, errors=_form_errors(form))
     d = form.cleaned_data
     try:
-        inp = thresholds.database_input(d["from"], d["to"], ensemble=d["ensemble"], model=d["model"] or None)
+        inp = threshold_input.database_input(d["from"], d["to"], ensemble=d["ensemble"], model=d["model"] or None)
         result = thresholds.threshold_table(inp, d["fpr"], threshold=d["threshold"])
-    except thresholds.TableError as exc:
+    except threshold_input.TableError as exc:
         return _page(request, status=400, range_form=form, errors=[str(exc)])
     if fmt in DOWNLOADS:
         return _download(result, fmt, f"thresholds_{d['ensemble']}_{d['from']}_{d['to']}")
@@ -291,7 +294,7 @@ def _upload(request):
     d = form.cleaned_data
     upload = d["scores"]
     try:
-        inp = thresholds.file_input(upload.read(), model=d["model"] or None, name=upload.name)
+        inp = threshold_input.file_input(upload.read(), model=d["model"] or None, name=upload.name)
         result = thresholds.threshold_table(inp, d["fpr"], threshold=d["threshold"])
     except ScoreFileError as exc:
         shown = exc.problems[:MAX_PROBLEMS_SHOWN]
@@ -304,13 +307,13 @@ def _upload(request):
             problems=shown,
             problems_more=len(exc.problems) - len(shown),
         )
-    except thresholds.TableError as exc:
+    except threshold_input.TableError as exc:
         return _page(request, status=400, range_form=range_form, upload_form=form, errors=[str(exc)])
     stem = upload.name.rsplit(".", 1)[0] or "scores"
     if fmt in DOWNLOADS:
         return _download(result, fmt, f"thresholds_{stem}")
     # the file is not kept: the downloads carry the exported text themselves
-    downloads = {f: f"data:{DATA_URI_TYPES[f]},{quote(thresholds.FORMATS[f](result))}" for f in DOWNLOADS}
+    downloads = {f: f"data:{DATA_URI_TYPES[f]},{quote(threshold_export.FORMATS[f](result))}" for f in DOWNLOADS}
     return _page(
         request,
         range_form=range_form,

@@ -5,7 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from liveness.scorefile import ScoreFileError
-from monitor import thresholds
+from monitor import threshold_export, threshold_input, thresholds
 
 
 class Command(BaseCommand):
@@ -36,7 +36,7 @@ class Command(BaseCommand):
             default=None,
             help="target FPRs, fractions (0.001) or percentages (0.1%%); default 0.001 0.01",
         )
-        parser.add_argument("--format", choices=sorted(thresholds.FORMATS), default="text")
+        parser.add_argument("--format", choices=sorted(threshold_export.FORMATS), default="text")
         parser.add_argument(
             "--threshold",
             metavar="T",
@@ -47,23 +47,25 @@ class Command(BaseCommand):
 
     def handle(self, *args, scores, date_from, date_to, ensemble, model, fpr, format, threshold, **options):
         try:
-            fprs = thresholds.parse_fprs(fpr or [])
-            t = thresholds.parse_threshold(threshold)
+            fprs = threshold_input.parse_fprs(fpr or [])
+            t = threshold_input.parse_threshold(threshold)
             if scores and (date_from or date_to):
-                raise thresholds.TableError("give either --scores FILE or --from/--to, not both")
+                raise threshold_input.TableError("give either --scores FILE or --from/--to, not both")
             if scores:
                 if ensemble:
-                    raise thresholds.TableError(
+                    raise threshold_input.TableError(
                         "--ensemble selects database data; a score file's ensemble score is its score column "
                         "(use --model NAME for a score_<NAME> column)"
                     )
-                inp = thresholds.file_input(Path(scores), model=model)  # always a path, never CSV text
+                inp = threshold_input.file_input(Path(scores), model=model)  # always a path, never CSV text
             elif date_from or date_to:
                 if not (date_from and date_to):
-                    raise thresholds.TableError("give both --from and --to")
-                inp = thresholds.database_input(date_from, date_to, ensemble=ensemble, model=model)
+                    raise threshold_input.TableError("give both --from and --to")
+                inp = threshold_input.database_input(date_from, date_to, ensemble=ensemble, model=model)
             else:
-                raise thresholds.TableError("give a source: --scores FILE.csv or --from YYYY-MM-DD --to YYYY-MM-DD")
+                raise threshold_input.TableError(
+                    "give a source: --scores FILE.csv or --from YYYY-MM-DD --to YYYY-MM-DD"
+                )
             result = thresholds.threshold_table(inp, fprs, threshold=t)
         except ScoreFileError as exc:
             for line, problem in exc.problems:
@@ -71,6 +73,6 @@ class Command(BaseCommand):
             raise CommandError(
                 f"{exc.source} is malformed: {len(exc.problems)} problem(s), listed above", returncode=2
             ) from None
-        except thresholds.TableError as exc:
+        except threshold_input.TableError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(thresholds.FORMATS[format](result), ending="")
+        self.stdout.write(threshold_export.FORMATS[format](result), ending="")

@@ -1,4 +1,4 @@
-"""The shipped demo liveness models (liveness/demo_models/) on held-out demo data.
+"""The shipped demo liveness models (demo/models/) on held-out demo data.
 
 Real inference with onnxruntime through the production code path (load_manifest, crop_face,
 LivenessModel, the ensemble mean); no torch. The held-out set is rendered with `render_sample`
@@ -7,6 +7,7 @@ from a seed the training script never uses (it draws from `training_samples`).
 
 from __future__ import annotations
 
+import ast
 import io
 from pathlib import Path
 
@@ -16,12 +17,15 @@ from PIL import Image
 
 from demo import render_sample
 from liveness.crop import crop_face
-from liveness.manifest import EnsembleManifest, load_manifest
+from liveness.manifest import EnsembleManifest, ModelManifest, load_manifest
 from liveness.metrics import threshold_at_fpr
 from liveness.runtime import LivenessModel
 
-DEMO = Path(__file__).resolve().parent.parent / "demo_models" / "demo.toml"
-SEED = 0x5EED_7E57  # held-out: never used by liveness/training/train_demo_models.py
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_MODELS = ROOT / "demo" / "models"
+DEMO = DEMO_MODELS / "demo.toml"
+TRAINING_SCRIPT = ROOT / "demo" / "training" / "train_demo_models.py"
+SEED = 0x5EED_7E57  # held-out: never used by demo/training/train_demo_models.py
 N_GENUINE, N_PRINT, N_REPLAY = 300, 75, 75
 SIZES = ((480, 640), (640, 480), (800, 600), (1280, 720))  # (width, height)
 
@@ -134,3 +138,30 @@ def test_fas_b_attack_type(scored, ensemble):
     assert detected.sum() >= 100
     right = (guess[detected] == types[detected]).mean()
     assert right >= 0.8, f"fas_b attack type right on {right:.3f} of detected attacks"
+
+
+# --- the manifests: the shipped ones and the ones the training script writes all load -------------
+
+
+def _model_manifests_of_the_training_script() -> dict[str, str]:
+    """MANIFESTS of demo/training/train_demo_models.py, read without importing it (torch)."""
+    source = TRAINING_SCRIPT.read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "MANIFESTS":
+            return ast.literal_eval(node.value)
+    raise AssertionError("no MANIFESTS in train_demo_models.py")
+
+
+@pytest.mark.parametrize("path", sorted(DEMO_MODELS.glob("*.toml")), ids=lambda p: p.name)
+def test_it_loads_every_shipped_demo_manifest(path):
+    assert isinstance(load_manifest(path), ModelManifest | EnsembleManifest)
+
+
+def test_it_loads_the_manifests_the_training_script_writes(tmp_path):
+    manifests = _model_manifests_of_the_training_script()
+    assert set(manifests) == {"fas_a", "fas_b", "fas_c"}
+    for name, text in manifests.items():
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text.format(mmac=10), encoding="utf-8")
+        m = load_manifest(path)
+        assert m.name == name

@@ -1,6 +1,6 @@
 """Train the three demo liveness models on the procedural demo data and ship them as ONNX.
 
-    python -m liveness.training.train_demo_models [--samples N] [--epochs E] [--seed S] [--out DIR]
+    python -m demo.training.train_demo_models [--samples N] [--epochs E] [--seed S] [--out DIR]
 
 Dev-only (needs torch, see requirements.txt). What it does:
 
@@ -37,14 +37,14 @@ import torch
 from PIL import Image
 from torch import nn
 
+from demo.training.models import FasA, FasB, FasC, NHWCInput, count_macs
 from liveness.boxes import Box
 from liveness.crop import crop_face
 from liveness.manifest import EnsembleManifest, ModelManifest, load_manifest
-from liveness.metrics import threshold_at_fpr
+from liveness.metrics import OperatingPoint, threshold_at_fpr
 from liveness.runtime import LivenessModel
-from liveness.training.models import FasA, FasB, FasC, NHWCInput, count_macs
 
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "demo_models"
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "models"
 CHUNK = 100  # samples per generation job; each job has its own seed, so results do not depend on --workers
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -52,7 +52,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MANIFESTS: dict[str, str] = {
     "fas_a": """\
 # Demo model A: light depthwise-separable CNN (MobileNet style), ~{mmac} M multiply-adds.
-# Trained by liveness/training/train_demo_models.py on procedural demo data only.
+# Trained by demo/training/train_demo_models.py on procedural demo data only.
 [model]
 name = "fas_a"
 version = "3"
@@ -86,7 +86,7 @@ classes = ["attack", "live"]
     "fas_b": """\
 # Demo model B: light MiniFASNet-like CNN, ~{mmac} M multiply-adds. BGR 0..255 in; the
 # normalisation is inside the network. Three classes like MiniFASNet: print, live, replay.
-# Trained by liveness/training/train_demo_models.py on procedural demo data only.
+# Trained by demo/training/train_demo_models.py on procedural demo data only.
 [model]
 name = "fas_b"
 version = "3"
@@ -118,7 +118,7 @@ classes = ["print", "live", "replay"]
     "fas_c": """\
 # Demo model C: heavier ResNet-style CNN, ~{mmac} M multiply-adds, NHWC input, ImageNet
 # normalisation, one sigmoid logit (live).
-# Trained by liveness/training/train_demo_models.py on procedural demo data only.
+# Trained by demo/training/train_demo_models.py on procedural demo data only.
 [model]
 name = "fas_c"
 version = "3"
@@ -366,7 +366,7 @@ def export(name: str, net: nn.Module, manifest: ModelManifest) -> Path:
         )
     # Always one self-contained file (an exporter may write weights to <file>.data).
     proto = onnx.load(str(path), load_external_data=True)
-    proto.producer_name = "koala-monitor liveness/training/train_demo_models.py"
+    proto.producer_name = "koala-monitor demo/training/train_demo_models.py"
     proto.doc_string = f"Koala Monitor demo liveness model {name} (procedural demo data only)"
     data_file = path.with_name(path.name + ".data")
     onnx.save_model(proto, str(path), save_as_external_data=False)
@@ -425,7 +425,10 @@ def fmt(name: str, f: dict) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+# ---------------------------------------------------------------- the run, step by step
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--samples", type=int, default=6000, help="training samples")
     ap.add_argument("--val-samples", type=int, default=1000, help="validation samples (threshold)")
@@ -437,14 +440,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--views", type=int, default=2, help="crops per training image: true box + jittered boxes")
     ap.add_argument("--cache", type=Path, default=None, help="keep rendered crops here between runs (development)")
     ap.add_argument("--only", default="", help="comma-separated model names to (re)train (debugging)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    t_start = time.time()
-    torch.set_num_threads(2)
-    torch.use_deterministic_algorithms(True)
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
 
+def write_manifests(out: Path) -> tuple[dict[str, ModelManifest], dict[str, int]]:
+    """Step 1: the three model manifests written into `out` and read back; and each net's
+    multiply-adds (which the manifests' comments quote)."""
     manifests: dict[str, ModelManifest] = {}
     macs: dict[str, int] = {}
     for name, text in MANIFESTS.items():
@@ -455,29 +456,43 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_manifest(out / f"{name}.toml")
         assert isinstance(loaded, ModelManifest)
         manifests[name] = loaded
+    return manifests, macs
 
+
+def render_sets(
+    args: argparse.Namespace, manifests: dict[str, ModelManifest]
+) -> tuple[dict[str, CropSet], dict[str, int], float]:
+    """Step 2: the train, val and test crop sets (three seeds), their seeds, and the seconds taken."""
     seeds = {"train": args.seed, "val": args.seed + 1000, "test": args.seed + 2000}
+    sizes = {"train": args.samples, "val": args.val_samples, "test": args.test_samples}
+    views = {"train": args.views, "val": 1, "test": 1}
     ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
     t0 = time.time()
+    sets: dict[str, CropSet] = {}
     if args.workers > 1:
         with ctx.Pool(args.workers, initializer=_init_worker, initargs=(manifests,)) as pool:
-            train = render_set(args.samples, seeds["train"], args.views, manifests, pool, args.cache)
-            val = render_set(args.val_samples, seeds["val"], 1, manifests, pool, args.cache)
-            test = render_set(args.test_samples, seeds["test"], 1, manifests, pool, args.cache)
+            for label in ("train", "val", "test"):
+                sets[label] = render_set(sizes[label], seeds[label], views[label], manifests, pool, args.cache)
     else:
         _init_worker(manifests)
         torch.set_num_threads(2)
-        train = render_set(args.samples, seeds["train"], args.views, manifests, None, args.cache)
-        val = render_set(args.val_samples, seeds["val"], 1, manifests, None, args.cache)
-        test = render_set(args.test_samples, seeds["test"], 1, manifests, None, args.cache)
+        for label in ("train", "val", "test"):
+            sets[label] = render_set(sizes[label], seeds[label], views[label], manifests, None, args.cache)
     t_data = time.time() - t0
-    for label, s in (("train", train), ("val", val), ("test", test)):
+    for label, s in sets.items():
         print(
             f"{label}: {len(s)} samples ({int((~s.is_attack).sum())} genuine, "
             f"{int((s.attack_type == 0).sum())} print, {int((s.attack_type == 1).sum())} replay), seed {seeds[label]}"
         )
     print(f"rendering + crops: {t_data:.0f}s", flush=True)
+    return sets, seeds, t_data
 
+
+def train_and_export(
+    args: argparse.Namespace, manifests: dict[str, ModelManifest], macs: dict[str, int], train: CropSet, val: CropSet
+) -> dict[str, float]:
+    """Step 3 and the export of step 4: each network (or those of --only) trained, exported to
+    ONNX and checked against torch. Returns the training seconds per model."""
     only = [n for n in args.only.split(",") if n] or list(MANIFESTS)
     t_train = {}
     for k, name in enumerate(MANIFESTS):
@@ -497,9 +512,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  exported {manifests[name].file.name}: torch vs onnxruntime max |diff| {diff:.2e}", flush=True)
         if diff > 1e-4:
             raise SystemExit(f"{name}: ONNX export disagrees with torch ({diff})")
+    return t_train
 
-    # Ensemble evaluation with onnxruntime only.
-    models = [LivenessModel(manifests[n]) for n in MANIFESTS]
+
+def write_ensemble(models: list[LivenessModel], val: CropSet, out: Path) -> tuple[float, OperatingPoint]:
+    """The ensemble's threshold (the validation set's 1% FPR point of the mean, onnxruntime only,
+    rounded to 3 decimals), written to demo.toml and read back. Returns it and that operating point."""
     val_live, _ = ort_scores(models, val)
     val_ens = np.mean(np.stack([val_live[m.name] for m in models]), axis=0)
     op = threshold_at_fpr(val_ens, val.is_attack, 0.01)
@@ -518,25 +536,21 @@ def main(argv: list[str] | None = None) -> int:
     (out / "demo.toml").write_text(ens_text, encoding="utf-8")
     ens = load_manifest(out / "demo.toml")
     assert isinstance(ens, EnsembleManifest)
+    return threshold, op
 
+
+def held_out_figures(models: list[LivenessModel], test: CropSet, threshold: float) -> dict:
+    """The held-out set scored with onnxruntime: each model's and the ensemble's figures, the
+    ensemble at the shipped threshold, and fas_b's attack-type guess; printed as it goes."""
     test_live, test_probs = ort_scores(models, test)
     test_ens = np.mean(np.stack([test_live[m.name] for m in models]), axis=0)
-    report: dict = {
-        "seed": args.seed,
-        "seeds": seeds,
-        "samples": {"train": len(train), "val": len(val), "test": len(test)},
-    }
-    report["epochs"] = args.epochs
-    report["threshold"] = threshold
-    print(f"ensemble threshold (val FPR 1% point {op.threshold:.6f}, val TPR {op.tpr:.4f}): {threshold}")
-    print(f"held-out set (seed {seeds['test']}): {len(test)} samples")
-    report["held_out"] = {}
+    held_out: dict = {}
     for m in models:
         f = figures(test_live[m.name], test.is_attack)
-        report["held_out"][m.name] = f
+        held_out[m.name] = f
         print(fmt(m.name, f))
     f = figures(test_ens, test.is_attack)
-    report["held_out"]["ensemble"] = f
+    held_out["ensemble"] = f
     print(fmt("ensemble", f))
     decided_attack = test_ens <= threshold
     g, a = ~test.is_attack, test.is_attack
@@ -546,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
         "tpr_print": round(float(decided_attack[test.attack_type == 0].mean()), 4),
         "tpr_replay": round(float(decided_attack[test.attack_type == 1].mean()), 4),
     }
-    report["held_out"]["ensemble_at_threshold"] = at_thr
+    held_out["ensemble_at_threshold"] = at_thr
     print(
         f"  at threshold {threshold}: FPR {at_thr['fpr']:.4f}, TPR {at_thr['tpr']:.4f} "
         f"(print {at_thr['tpr_print']:.4f}, replay {at_thr['tpr_replay']:.4f})"
@@ -556,8 +570,37 @@ def main(argv: list[str] | None = None) -> int:
     det = a & decided_attack
     type_names = np.array(ATTACK_TYPES)[np.maximum(test.attack_type, 0)]
     type_acc = float((guess[det] == type_names[det]).mean()) if det.any() else 0.0
-    report["held_out"]["fas_b_attack_type_accuracy"] = round(type_acc, 4)
+    held_out["fas_b_attack_type_accuracy"] = round(type_acc, 4)
     print(f"  fas_b attack-type guess right on {type_acc:.4f} of detected attacks")
+    return held_out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    t_start = time.time()
+    torch.set_num_threads(2)
+    torch.use_deterministic_algorithms(True)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    manifests, macs = write_manifests(out)
+    sets, seeds, t_data = render_sets(args, manifests)
+    train, val, test = sets["train"], sets["val"], sets["test"]
+    t_train = train_and_export(args, manifests, macs, train, val)
+
+    # Ensemble evaluation with onnxruntime only.
+    models = [LivenessModel(manifests[n]) for n in MANIFESTS]
+    threshold, op = write_ensemble(models, val, out)
+    report: dict = {
+        "seed": args.seed,
+        "seeds": seeds,
+        "samples": {"train": len(train), "val": len(val), "test": len(test)},
+        "epochs": args.epochs,
+        "threshold": threshold,
+    }
+    print(f"ensemble threshold (val FPR 1% point {op.threshold:.6f}, val TPR {op.tpr:.4f}): {threshold}")
+    print(f"held-out set (seed {seeds['test']}): {len(test)} samples")
+    report["held_out"] = held_out_figures(models, test, threshold)
     report["models"] = {
         n: {
             "mmac": round(macs[n] / 1e6, 1),
