@@ -82,7 +82,7 @@ class DailyMetric(models.Model):
         default=list,
         blank=True,
         help_text="scores of the scored images (passed the gates) on equal-width bins over [0, 1], "
-        "the bins of liveness.metrics.score_histogram; [] = not computed",
+        "the bins of liveness.drift.score_histogram; [] = not computed",
     )
     # per user (an attempt group, monitor/attempts.py), over the groups with a decision; the
     # genuine_ ones over groups whose images are all labelled genuine
