@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('monitor', '0016_attempts_and_day_slices'),
+        ("monitor", "0016_attempts_and_day_slices"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='dailymetric',
-            name='histogram',
-            field=models.JSONField(blank=True, default=list, help_text='scores of the scored images (passed the gates) on equal-width bins over [0, 1], the bins of liveness.drift.score_histogram; [] = not computed'),
+            model_name="dailymetric",
+            name="histogram",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                help_text="scores of the scored images (passed the gates) on equal-width bins over [0, 1], the bins of liveness.drift.score_histogram; [] = not computed",
+            ),
         ),
     ]
