@@ -34,9 +34,35 @@ def psi_from_counts(expected_counts, actual_counts) -> float:
         raise ValueError(f"{len(e)} expected bins but {len(x)} actual bins")
     if e.sum() <= 0 or x.sum() <= 0:
         raise ValueError("PSI needs at least one score on each side")
-    pe = np.maximum(e / e.sum(), PSI_EPSILON)
-    px = np.maximum(x / x.sum(), PSI_EPSILON)
-    return float(np.sum((px - pe) * np.log(px / pe)))
+    return float(_psi_rows(e, x))
+
+
+def _psi_rows(expected, actual) -> np.ndarray:
+    """PSI of each row of `actual` against the same row of `expected` (counts, bins on the last axis)."""
+    pe = np.maximum(expected / expected.sum(axis=-1, keepdims=True), PSI_EPSILON)
+    px = np.maximum(actual / actual.sum(axis=-1, keepdims=True), PSI_EPSILON)
+    return np.sum((px - pe) * np.log(px / pe), axis=-1)
+
+
+def psi_by_chance(expected_counts, actual_total: int, tail: float, draws: int = 8000, seed: int = 0) -> float:
+    """The PSI that chance alone exceeds with probability `tail` when a day of `actual_total` scores
+    and a window of the expected counts' size are drawn from one distribution.
+
+    On a few hundred scores and sparse bins, sampling noise alone often passes 0.2: this is the
+    level a real shift must pass. Drawn (a parametric bootstrap, `draws` pairs, a fixed seed, so the
+    same counts give the same level) from the window's proportions with half a count added to every
+    bin, so that a bin empty in the window can still be hit by chance.
+    """
+    e = np.asarray(expected_counts, dtype=np.float64).ravel()
+    if e.sum() <= 0 or actual_total <= 0:
+        raise ValueError("PSI needs at least one score on each side")
+    if not 0 < tail < 1:
+        raise ValueError(f"tail must be between 0 and 1, not {tail}")
+    p = (e + 0.5) / (e.sum() + 0.5 * len(e))
+    rng = np.random.default_rng(seed)
+    window = rng.multinomial(int(e.sum()), p, size=draws).astype(np.float64)
+    day = rng.multinomial(int(actual_total), p, size=draws).astype(np.float64)
+    return float(np.quantile(_psi_rows(window, day), 1.0 - tail))
 
 
 def psi(expected_scores, actual_scores, bins: int = 10) -> float:

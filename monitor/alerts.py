@@ -16,7 +16,9 @@ ensemble as the day (a new model starts without a baseline).
 - `fpr`: labelled genuine flagged / labelled genuine, likewise (KOALA_ALERT_MAX_FPR,
   KOALA_ALERT_MIN_GENUINE = 30 genuine images).
 - `psi`: PSI of the day's score histogram against the pooled histograms of the trailing window
-  (without fired days, likewise) above KOALA_ALERT_MAX_PSI (0.2); needs MIN_COUNT scored images on both sides and MIN_HISTORY days.
+  (without fired days, likewise) above KOALA_ALERT_MAX_PSI (0.2) and above what sampling alone
+  reaches at the day's and the window's counts as rarely as a rate passes its sigma limit
+  (`liveness.drift.psi_by_chance`); needs MIN_COUNT scored images on both sides and MIN_HISTORY days.
 - `silent` (devices only): no image on the day from a device that normally reports: it reported on
   at least KOALA_ALERT_SILENT_MIN_DAYS (8) of the trailing 14 days, and on the same weekday a week
   before (so weekday-only devices do not alert every weekend).
@@ -44,7 +46,7 @@ from django.core import mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from liveness.drift import psi_from_counts
+from liveness.drift import psi_by_chance, psi_from_counts
 
 from .models import Alert, DailyMetric, Device
 
@@ -200,12 +202,18 @@ def _psi_verdict(h: History, device_id: int | None, day: dt.date) -> Verdict:
     if len(past) < max(1, cfg.min_history) or pooled.sum() < cfg.min_count:
         return Verdict(None, count=n, ensemble_id=m.ensemble_id)
     value = psi_from_counts(pooled, m.histogram)
-    fired = value > cfg.max_psi
+    limit, basis = cfg.max_psi, f"{cfg.max_psi:g}"
+    if value > limit:  # past the bound: is it more than these counts give by chance?
+        tail = 0.5 * math.erfc(cfg.sigmas / math.sqrt(2))  # as often as a rate passes its sigma limit
+        chance = psi_by_chance(pooled, n, tail)
+        if chance > limit:
+            limit, basis = chance, f"{chance:.3f}, what chance reaches one day in {round(1 / tail):,} at these counts"
+    fired = value > limit
     text = (
         f"score distribution PSI {value:.3f} against the previous {len(past)} days "
-        f"({int(pooled.sum())} scores; {n} today) {'above' if fired else 'within'} {cfg.max_psi:g}"
+        f"({int(pooled.sum())} scores; {n} today) {'above' if fired else 'within'} {basis}"
     )
-    return Verdict(fired, value, cfg.max_psi, n, m.ensemble_id, text)
+    return Verdict(fired, value, limit, n, m.ensemble_id, text)
 
 
 def _silent_verdict(h: History, device_id: int | None, day: dt.date) -> Verdict:

@@ -109,10 +109,7 @@ def _count(day: dt.date, dims: str, codes: np.ndarray, labels: list[str], flags:
     ]
 
 
-def store_day_slices(day: dt.date) -> int:
-    """Replace the day's DaySlice rows: every single dimension and every pair of slices.PAIRS.
-    Returns the number of rows written."""
-    codes, values, flags = _read_day(day)
+def _slices(day: dt.date, codes: dict, values: dict, flags: dict) -> list[DaySlice]:
     out: list[DaySlice] = []
     for name in slices.DIMENSIONS:
         out += _count(day, name, codes[name], values[name], flags)
@@ -121,6 +118,14 @@ def store_day_slices(day: dt.date) -> int:
         uniq, inverse = np.unique(codes[a] * size_b + codes[b], return_inverse=True)
         labels = [slices.join((values[a][u // size_b], values[b][u % size_b])) for u in uniq.tolist()]
         out += _count(day, slices.join((a, b)), inverse.ravel(), labels, flags)
+    return out
+
+
+def store_day_slices(day: dt.date) -> int:
+    """Replace the day's DaySlice rows: every single dimension and every pair of slices.PAIRS.
+    Returns the number of rows written."""
+    codes, values, flags = _read_day(day)
+    out = _slices(day, codes, values, flags) if flags else []  # a day without images has none
     with transaction.atomic():
         lock_day(day)
         DaySlice.objects.filter(day=day).delete()

@@ -210,9 +210,36 @@ def test_it_alerts_on_a_shifted_score_distribution():
 
     assert {a.rule for a in opened} == {Alert.PSI}
     a = next(a for a in opened if a.device is None)
-    assert a.value > 0.2 and a.limit == 0.2 and "PSI" in a.message
+    # 40 scores a day: chance alone passes 0.2 often, so the limit is what chance reaches 1 day in 741
+    assert a.value > a.limit > 0.2
+    assert f"above {a.limit:.3f}, what chance reaches one day in 741 at these counts" in a.message
     metric = DailyMetric.objects.get(day=SPIKE, device=None)
     assert metric.histogram == [0] * 9 + [N]
+
+
+def bin_scores(day, counts):
+    """Images whose scores fall in the given histogram bins (bin b holds scores near (b + 0.5) / 10)."""
+    for b, k in enumerate(counts):
+        for _ in range(k):
+            f.image(day=day, score=(b + 0.5) / 10)
+
+
+@pytest.mark.django_db
+def test_it_holds_a_small_days_sampling_noise_below_the_psi_alert():
+    window = [3, 0, 0, 0, 0, 0, 1, 2, 4, 30]  # every calm day: live near 1, attacks near 0
+    for i in range(14):
+        bin_scores(START + dt.timedelta(days=i), window)
+        assert finish(START + dt.timedelta(days=i)) == []
+    today = [3, 1, 0, 0, 0, 0, 0, 1, 2, 33]  # as a day of 40 drawn from the same scores comes out
+    bin_scores(SPIKE, today)
+
+    assert finish(SPIKE) == []
+
+    h = alerts.History(SPIKE, alerts.Config.from_settings())
+    verdict = alerts.RULES[Alert.PSI](h, None, SPIKE)
+    assert DailyMetric.objects.get(day=SPIKE, device=None).histogram == today
+    assert verdict.fired is False and 0.3 < verdict.value < verdict.limit
+    assert "within" in verdict.text and "what chance reaches one day in 741" in verdict.text
 
 
 @pytest.mark.django_db

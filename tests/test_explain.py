@@ -367,6 +367,19 @@ def test_it_stores_the_slices_with_the_days_figures():
 
 
 @pytest.mark.django_db
+def test_it_clears_the_slices_of_a_day_whose_images_are_gone():
+    create(planted(np.random.default_rng(9), DAY, "cam-1", 40))
+    daily.compute_day(DAY)
+    assert DaySlice.objects.filter(day=DAY).exists()
+    Image.objects.filter(day=DAY).delete()
+
+    daily.compute_day(DAY)
+    daily.compute_day(DAY + dt.timedelta(days=1))  # a day that never had any
+
+    assert not DaySlice.objects.filter(day__gte=DAY).exists()
+
+
+@pytest.mark.django_db
 def test_it_reads_a_constant_number_of_queries_whatever_the_window_holds():
     def queries() -> int:
         with CaptureQueriesContext(connection) as ctx:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from liveness.drift import PSI_EPSILON, psi, psi_from_counts, score_histogram
+from liveness.drift import PSI_EPSILON, psi, psi_by_chance, psi_from_counts, score_histogram
 
 
 def test_it_gives_zero_psi_for_identical_distributions():
@@ -36,3 +36,31 @@ def test_it_computes_psi_by_hand_and_survives_empty_bins():
     assert list(score_histogram([0.0, 0.1, 0.5, 1.0, 1.2, -0.1], bins=2)) == [3, 3]
     with pytest.raises(ValueError):
         psi([], [0.5])
+
+
+# a day's scores as they come: most live near 1, attacks near 0, a few in the sparse bins between
+SPARSE = np.array([0.08, 0.01, 0.01, 0.005, 0.005, 0.01, 0.02, 0.05, 0.11, 0.7])
+
+
+@pytest.mark.parametrize("tail", [0.05, 0.01])
+def test_it_finds_the_psi_that_chance_passes_as_often_as_asked(tail):
+    window, n = SPARSE * 1000, 100
+    level = psi_by_chance(window, n, tail)
+    rng = np.random.default_rng(123)  # other draws than the level's own
+    passed = [psi_from_counts(rng.multinomial(1000, SPARSE), rng.multinomial(n, SPARSE)) > level for _ in range(5000)]
+    assert np.mean(passed) == pytest.approx(tail, rel=0.4)
+    assert level > 0.2  # on a day of 100 scores, noise alone passes the usual bound
+
+
+def test_it_lowers_the_chance_level_as_the_counts_grow():
+    levels = [psi_by_chance(SPARSE * 1000 * k, 100 * k, 0.01) for k in (1, 10, 100)]
+    assert levels[0] > 10 * levels[1] > 100 * levels[2] > 0
+    assert levels[2] < 0.01
+
+
+def test_it_gives_the_same_level_for_the_same_counts_and_refuses_empty_sides():
+    assert psi_by_chance(SPARSE * 1000, 100, 0.01) == psi_by_chance(SPARSE * 1000, 100, 0.01)
+    with pytest.raises(ValueError, match="each side"):
+        psi_by_chance([0, 0], 10, 0.01)
+    with pytest.raises(ValueError, match="tail"):
+        psi_by_chance(SPARSE * 1000, 100, 1.5)
