@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import logging
 import math
 import statistics
 from collections.abc import Callable
@@ -42,17 +41,14 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
-from django.core import mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from liveness.drift import psi_by_chance, psi_from_counts
 
+from . import alert_email
 from .models import Alert, DailyMetric, Device
-
-log = logging.getLogger(__name__)
-
-SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+from .rates import pct
 
 
 @dataclass(frozen=True)
@@ -143,10 +139,6 @@ class History:
         return m.images if m else 0
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%"
-
-
 # --- rules -------------------------------------------------------------------------------------------
 
 # rule -> (numerator, denominator, minimum count setting, absolute bound setting, name)
@@ -180,9 +172,9 @@ def _rate_verdict(rule: str, h: History, device_id: int | None, day: dt.date) ->
         p = max(mean, 1 / n)
         sigma = max(sd, math.sqrt(p * (1 - p) / n))
         limit = mean + cfg.sigmas * sigma
-        basis = f"{len(past)}-day mean {_pct(mean)} + {cfg.sigmas:g} sigma"
+        basis = f"{len(past)}-day mean {pct(mean)} + {cfg.sigmas:g} sigma"
     fired = value > limit
-    text = f"{name} {_pct(value)} ({k} / {n}) {'above' if fired else 'within'} its limit {_pct(limit)} ({basis})"
+    text = f"{name} {pct(value)} ({k} / {n}) {'above' if fired else 'within'} its limit {pct(limit)} ({basis})"
     if m.mixed:
         text += f"; the day was decided by {m.decided_text}"
     return Verdict(fired, value, limit, n, m.ensemble_id, text)
@@ -245,7 +237,7 @@ def evaluate_day(day: dt.date | str) -> list[Alert]:
     """Apply every rule to `day` for all devices and each device; open, update and close alerts.
 
     Call it after monitor.daily.compute_day(day). Idempotent. Returns the alerts it opened (an email
-    lists them when email is configured, see `email_configured`).
+    lists them when email is configured, see `monitor.alert_email`).
     """
     day = dt.date.fromisoformat(day) if isinstance(day, str) else day
     cfg = Config.from_settings()
@@ -278,7 +270,7 @@ def evaluate_day(day: dt.date | str) -> list[Alert]:
                 elif day == alert.day == alert.last_day:
                     _close(alert, day)  # the only day it fired no longer does (late files, new labels)
     if opened:
-        _send_email(day, opened)
+        alert_email.send(day, opened)
     return opened
 
 
@@ -348,29 +340,6 @@ def _close(alert: Alert, day: dt.date) -> None:
 
 
 # --- email -------------------------------------------------------------------------------------------
-
-
-def email_configured() -> bool:
-    """Django's email settings are configured: EMAIL_HOST set, or an EMAIL_BACKEND other than SMTP."""
-    return bool(getattr(settings, "EMAIL_HOST", "")) or settings.EMAIL_BACKEND != SMTP_BACKEND
-
-
-def _send_email(day: dt.date, opened: list[Alert]) -> None:
-    if not email_configured():
-        return
-    subject = f"{len(opened)} new alert{'s' if len(opened) > 1 else ''} for {day.isoformat()}"
-    lines = [f"- {a.get_rule_display()}: {a.message}" for a in opened]
-    body = "\n".join([*lines, "", "See the Alerts page of Koala Monitor (/alerts/) to acknowledge them."])
-    recipients = list(getattr(settings, "KOALA_ALERT_EMAILS", []))
-    try:
-        if recipients:
-            mail.send_mail(settings.EMAIL_SUBJECT_PREFIX + subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
-        elif settings.ADMINS:
-            mail.mail_admins(subject, body)
-        else:
-            log.warning("alerts opened for %s but no recipient: set KOALA_ALERT_EMAILS", day)
-    except Exception:  # a mail server down must not fail the day
-        log.exception("could not email the alerts of %s", day)
 
 
 # --- pages -------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from django.db.models.functions import Cast, Coalesce
 from liveness.metrics import Rate, wilson
 
 from .models import DailyMetric, Device
+from .rates import pct
 
 RANGES = (30, 90)
 DEFAULT_RANGE = 30
@@ -92,16 +93,12 @@ def header_sort(column: str, current: str) -> str:
     return f"-{column}" if COLUMNS[column][1] else column
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
 def rate_text(rate: Rate) -> dict:
     """A rate as the page shows it: value, counts, Wilson interval, greyed when too few."""
     return {
-        "value": _pct(rate.value) if rate.n else "—",
+        "value": pct(rate.value, 1) if rate.n else "—",
         "counts": f"{rate.k} / {rate.n}",
-        "interval": f"95% CI {_pct(rate.low)} – {_pct(rate.high)}" if rate.n else "",
+        "interval": f"95% CI {pct(rate.low, 1)} – {pct(rate.high, 1)}" if rate.n else "",
         "too_few": rate.too_few,
     }
 
@@ -176,7 +173,7 @@ def _cells(days: list[dt.date], computed: set[dt.date], per_day: dict[dt.date, d
                 key,
                 line,
                 faint,
-                f"{COLUMNS[key][0]} per day ({meaning}), {span}; top of the scale {_pct(top)}; "
+                f"{COLUMNS[key][0]} per day ({meaning}), {span}; top of the scale {pct(top, 1)}; "
                 "grey: fewer than 30 images",
                 rate_text(now) if now is not None else None,
                 rate_text(whole) if whole.n else None,

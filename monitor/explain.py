@@ -29,6 +29,7 @@ from liveness.metrics import Rate, wilson
 from . import slices
 from .counts import HISTOGRAM_BINS, lock_day
 from .models import DaySlice, Image
+from .rates import pct
 
 COUNTS = ("images", "scored", "flagged", "low_quality", "genuine", "fp", "attacks", "tp")
 CHUNK = 20_000  # rows read at a time: a few hundred thousand images never sit in memory as tuples
@@ -296,6 +297,18 @@ def explain_day(day: dt.date, measure: str = "flag_rate", device: str = "", wind
         window_histogram=list(window_total["histogram"]),
         result=result,
     )
+
+
+def summary(e: DayExplanation, most: int) -> list[str]:
+    """The first `most` slices that significantly moved the day's way, a line each with the
+    measure on the day and in the window (an email's version of the page)."""
+    direction = e.result.overall.direction
+    moved = [s for s in e.result.slices if s.significant and not s.too_few and s.excess * direction > 0]
+    lines = []
+    for s in moved[:most]:
+        window = f"{pct(s.window.value)} ({s.window.k} / {s.window.n}) in the window" if s.window.n else "new"
+        lines.append(f"{s.dims} = {s.value}: {e.measure.label} {pct(s.day.value)} ({s.day.k} / {s.day.n}), {window}")
+    return lines
 
 
 def gallery_slice(dims: str, value: str) -> str:

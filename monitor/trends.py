@@ -22,6 +22,7 @@ from liveness.metrics import Rate, wilson
 
 from . import attempts
 from .models import CATEGORIES, DailyMetric, EnsembleEvent
+from .rates import pct
 
 # (key, our name, ISO/IEC 30107-3 name, numerator field, denominator field, what it counts)
 RATES = [
@@ -31,10 +32,6 @@ RATES = [
 ]
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
 def _kpi(rate: Rate, name: str, iso: str, meaning: str) -> dict:
     return {
         "name": name,
@@ -42,9 +39,9 @@ def _kpi(rate: Rate, name: str, iso: str, meaning: str) -> dict:
         "meaning": meaning,
         "k": rate.k,
         "n": rate.n,
-        "value": _pct(rate.value) if rate.n else "—",
+        "value": pct(rate.value, 1) if rate.n else "—",
         "counts": f"{rate.k} / {rate.n}",
-        "interval": f"{_pct(rate.low)} – {_pct(rate.high)}" if rate.n else "",
+        "interval": f"{pct(rate.low, 1)} – {pct(rate.high, 1)}" if rate.n else "",
         "too_few": rate.too_few,
     }
 

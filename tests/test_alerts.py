@@ -11,7 +11,7 @@ from django.template.loader import render_to_string
 from django.test import Client
 from django.urls import reverse
 
-from monitor import alerts, daily, tasks
+from monitor import alert_email, alerts, daily, tasks
 from monitor.models import Alert, DailyMetric, Image
 from tests import factories as f
 
@@ -285,12 +285,34 @@ def test_it_emails_when_an_alert_opens_and_email_is_configured(settings):
 
 
 @pytest.mark.django_db
+def test_it_says_in_the_email_which_device_made_the_day_odd(settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.KOALA_ALERT_EMAILS = ["oncall@example.org"]
+    for i in range(14):
+        day = START + dt.timedelta(days=i)
+        for device in ("phone-01", "phone-02", "phone-03"):
+            fill(day, flagged=1 + i % 2, device=device)
+        assert finish(day) == []
+    for device, flagged in (("phone-01", 1), ("phone-02", 12), ("phone-03", 2)):
+        fill(SPIKE, flagged=flagged, device=device)
+
+    opened = finish(SPIKE)
+
+    everywhere = next(a for a in opened if a.device is None)
+    body = mail.outbox[0].body.splitlines()
+    at = body.index(f"- flag rate above limit: {everywhere.message}")
+    assert body[at + 1] == "    device = phone-02: flag rate 30.00% (12 / 40), 3.75% (21 / 560) in the window"
+    assert body[at + 2] == f"    What changed: {everywhere.explain_url()}"
+    assert not any("phone-01" in line or "phone-03" in line for line in body)
+
+
+@pytest.mark.django_db
 def test_it_does_not_email_when_email_is_not_configured(settings, monkeypatch):
     settings.KOALA_ALERT_EMAILS = ["oncall@example.org"]  # a recipient, but no EMAIL_HOST / backend
-    assert not alerts.email_configured()  # the SMTP default without EMAIL_HOST
+    assert not alert_email.email_configured()  # the SMTP default without EMAIL_HOST
     # catch anything sent anyway in the outbox, while the configuration still says "no email"
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    monkeypatch.setattr(alerts, "email_configured", lambda: False)
+    monkeypatch.setattr(alert_email, "email_configured", lambda: False)
     calm()
     fill(SPIKE, flagged=20)
     assert finish(SPIKE)

@@ -1,0 +1,59 @@
+"""The email that tells on-call about new alerts: each alert's message, then what changed on its
+day (the first slices of "what changed" for its device and measure), so the first question, why,
+is answered in the email itself; the page's link for the rest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+from django.core import mail
+
+from . import explain
+from .models import Alert
+
+log = logging.getLogger(__name__)
+
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+CAUSES_SHOWN = 3
+
+
+def email_configured() -> bool:
+    """Django's email settings are configured: EMAIL_HOST set, or an EMAIL_BACKEND other than SMTP."""
+    return bool(getattr(settings, "EMAIL_HOST", "")) or settings.EMAIL_BACKEND != SMTP_BACKEND
+
+
+def causes(alert: Alert) -> list[str]:
+    """What changed on the alert's last day, in a few lines: its rate's measure (the flag rate for
+    a score drift), the alert's device or all devices."""
+    measure = alert.rule if alert.rule in (Alert.FLAG_RATE, Alert.FPR) else "flag_rate"
+    e = explain.explain_day(alert.last_day, measure, device=alert.device.name if alert.device_id else "")
+    lines = explain.summary(e, CAUSES_SHOWN)
+    return lines or [f"no slice stands out in the {e.measure.label}"]
+
+
+def body(opened: list[Alert]) -> str:
+    lines = []
+    for a in opened:
+        lines.append(f"- {a.get_rule_display()}: {a.message}")
+        lines += [f"    {line}" for line in causes(a)]
+        lines.append(f"    What changed: {a.explain_url()}")
+    return "\n".join([*lines, "", "See the Alerts page of Koala Monitor (/alerts/) to acknowledge them."])
+
+
+def send(day: dt.date, opened: list[Alert]) -> None:
+    if not email_configured():
+        return
+    subject = f"{len(opened)} new alert{'s' if len(opened) > 1 else ''} for {day.isoformat()}"
+    recipients = list(getattr(settings, "KOALA_ALERT_EMAILS", []))
+    try:
+        text = body(opened)
+        if recipients:
+            mail.send_mail(settings.EMAIL_SUBJECT_PREFIX + subject, text, settings.DEFAULT_FROM_EMAIL, recipients)
+        elif settings.ADMINS:
+            mail.mail_admins(subject, text)
+        else:
+            log.warning("alerts opened for %s but no recipient: set KOALA_ALERT_EMAILS", day)
+    except Exception:  # a mail server down (or any part of the email failing) must not fail the day
+        log.exception("could not email the alerts of %s", day)
