@@ -167,7 +167,7 @@ def insert_day(connection, rows, constants: dict) -> None:
     """executemany on SQLite, COPY on PostgreSQL: both far faster than bulk_create (bench/gallery.py)."""
     from django.db import transaction
 
-    from bench.gallery import _chunks
+    from bench.gallery import chunks
     from monitor.models import Image
 
     columns = [*GENERATED, *constants]
@@ -177,7 +177,7 @@ def insert_day(connection, rows, constants: dict) -> None:
     with transaction.atomic():
         if connection.vendor == "sqlite":
             sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})"
-            for chunk in _chunks(rows, CHUNK):
+            for chunk in chunks(rows, CHUNK):
                 connection.connection.executemany(sql, [(*r, *extra) for r in chunk])
         else:
             with connection.connection.cursor() as cur, cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:

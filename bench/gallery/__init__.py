@@ -15,7 +15,7 @@ Modules: `cli` (the command line and the environment), `driver` (the steps, in o
 (the days and the fill), `rows` (the generated Image rows), `plan` (the requests), `meter` (the
 timed requests and their percentiles), `report` (what ran where, the printed tables), `config`
 (the day, the database, the target, the shape of the data). `bench.load` and `bench.explain` reuse
-`configure_environment`, `fill`, `day_plan`, `_chunks` and `machine` from here.
+`configure_environment`, `fill`, `day_plan`, `chunks` and `machine` from here.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 from bench._common import run_and_write
 from bench.gallery.cli import configure_environment, parse_args
 from bench.gallery.config import BIG_DAY, PG_DBNAME, TARGET_P95_MS
-from bench.gallery.corpus import _chunks, day_plan, fill, try_indexes
+from bench.gallery.corpus import chunks, day_plan, fill, try_indexes
 from bench.gallery.driver import run_gallery_bench
 from bench.gallery.report import machine, report
 
@@ -31,7 +31,7 @@ __all__ = [
     "BIG_DAY",
     "PG_DBNAME",
     "TARGET_P95_MS",
-    "_chunks",
+    "chunks",
     "configure_environment",
     "day_plan",
     "fill",

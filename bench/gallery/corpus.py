@@ -45,7 +45,7 @@ def try_indexes(specs: list[str]) -> None:
         print(f"experiment: index bench_try_{k} on monitor_image({', '.join(cols)})")
 
 
-def _chunks(it, size):
+def chunks(it, size):
     buf = []
     for row in it:
         buf.append(row)
@@ -158,7 +158,7 @@ def _insert_sqlite(connection, maker, plan, rng, bar) -> None:
     seq = 0
     for day, n in plan:
         with transaction.atomic():
-            for rows in _chunks(maker.day_rows(day, n, rng, seq), CHUNK):
+            for rows in chunks(maker.day_rows(day, n, rng, seq), CHUNK):
                 raw.executemany(sql, rows)
                 bar.update(len(rows))
         seq += n
