@@ -96,3 +96,15 @@ def test_it_has_no_import_circle():
     # a package's __init__ is where its modules are reached from: an edge to it is no circle
     graph = {name: {m for m in imported(path, name, known) if m not in PACKAGES} for name, path in modules.items()}
     assert cycles(graph) == []
+
+
+def test_it_imports_no_private_name_from_another_module():
+    known = set(project_modules())
+    found = []
+    for path in sorted([*ROOT.glob("tests/*.py"), *project_modules().values()]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] in PACKAGES):
+                names = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                # a private module (bench/_common.py) is the package's own, not a name taken from a module
+                found += [f"{path.relative_to(ROOT)}: {n}" for n in names if f"{node.module}.{n}" not in known]
+    assert found == []
