@@ -108,14 +108,13 @@ class _Face:
         return x1 * self.squash, y1, foreshortening, z2
 
 
-def draw_person(img, person, cx, cy, half_width, half_height, yaw, pitch, roll, light, draw_torso=True):
+def draw_person(img, person, cx, cy, half_width, half_height, yaw, pitch, roll, light):
     """Draw a person whose face oval (half axes half_width, half_height before roll) is centred
     at (cx, cy); the pose in degrees.
 
     Returns (box, landmarks) in image pixels."""
     face = _Face(cx, cy, half_width, half_height, yaw, pitch, roll)
-    if draw_torso:
-        _draw_torso(img, person, face)
+    _draw_torso(img, person, face)
     _draw_neck(img, person, face)
     _draw_back_hair(img, person, face)
     _draw_ears(img, person, face)

@@ -181,20 +181,20 @@ def random_light(rng):
     return tuple(direction / np.linalg.norm(direction))
 
 
-def place_face(rng, width, height, half_width, half_height, centered=0.5):
+def place_face(rng, width, height, half_width, half_height):
     """A random centre for a face oval of these half axes, inside the frame."""
     margin_x, margin_y = 1.1 * half_width, 1.05 * half_height
-    cx = width / 2 + rng.normal(0, 0.12 * width) * centered * 2
+    cx = width / 2 + rng.normal(0, 0.12 * width)
     cy = height * 0.45 + rng.normal(0, 0.08 * height)
     cx = float(np.clip(cx, margin_x, max(margin_x, width - margin_x)))
     cy = float(np.clip(cy, margin_y, max(margin_y, height - margin_y)))
     return cx, cy
 
 
-def person_scene(rng, width, height, person, half_width, half_height, yaw, pitch, roll, centre=None, dim=1.0):
+def person_scene(rng, width, height, person, half_width, half_height, yaw, pitch, roll, centre=None):
     """A background with a person whose face oval is centred at centre (default: random);
     returns (arr float32 height x width x 3, box, landmarks)."""
-    arr = np.asarray(background(rng, width, height, dim=dim), dtype=np.float32).copy()
+    arr = np.asarray(background(rng, width, height), dtype=np.float32).copy()
     cx, cy = centre if centre is not None else place_face(rng, width, height, half_width, half_height)
     box, landmarks = draw_person(arr, person, cx, cy, half_width, half_height, yaw, pitch, roll, random_light(rng))
     return arr, box, landmarks
