@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -148,6 +149,11 @@ def cpu_model() -> str:
     except OSError:
         pass
     return ""
+
+
+def command_line(module: str) -> str:
+    """How this run was started, as `python -m <module> <its arguments>`, for the result's JSON."""
+    return " ".join([Path(sys.executable).name, "-m", module, *sys.argv[1:]])
 
 
 def git(*args: str) -> str:

@@ -23,7 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench._common import ROOT, write_json
+
 TOTAL_TARGET_S = 600  # `make bench` under 10 minutes
 GALLERY_P95_MS = 150.0
 THRESHOLD_TABLE_S = 2.0
@@ -239,10 +240,6 @@ def print_summary(args, rows: list[dict], pipe: dict | None) -> None:
 
 def write_result(args, total: float, runs: dict, rows: list[dict], jsons: dict[str, Path]) -> None:
     """bench/results/bench.json (or --json): the table and where each benchmark's own JSON is."""
-    out = Path(args.json)
-    if not out.is_absolute():
-        out = ROOT / out
-    out.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "benchmark": "all",
         "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -252,7 +249,7 @@ def write_result(args, total: float, runs: dict, rows: list[dict], jsons: dict[s
         "rows": rows,
         "results": {k: str(v) for k, v in jsons.items()},
     }
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_json(result, args.json)
     print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
 
 

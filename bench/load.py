@@ -37,6 +37,7 @@ from pathlib import Path
 from bench._common import (
     PG_DEFAULT,
     ROOT,
+    command_line,
     cpu_model,
     data_root,
     django_setup,
@@ -427,7 +428,7 @@ def load_result(args, wrk_version: str, prepared: dict, pages: dict) -> dict:
 
     return {
         "benchmark": "load",
-        "command": " ".join([Path(sys.executable).name, "-m", "bench.load", *sys.argv[1:]]),
+        "command": command_line("bench.load"),
         "args": vars(args),
         "machine": {
             "cores": os.cpu_count(),

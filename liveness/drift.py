@@ -48,8 +48,8 @@ def psi_by_chance(expected_counts, actual_total: int, tail: float, draws: int = 
     """The PSI that chance alone exceeds with probability `tail` when a day of `actual_total` scores
     and a window of the expected counts' size are drawn from one distribution.
 
-    On a few hundred scores and sparse bins, sampling noise alone often passes 0.2: this is the
-    level a real shift must pass. Drawn (a parametric bootstrap, `draws` pairs, a fixed seed, so the
+    A day of about a hundred scores over sparse bins can pass 0.2 by sampling noise alone: this is
+    the level a real shift must pass. Drawn (a parametric bootstrap, `draws` pairs, a fixed seed, so the
     same counts give the same level) from the window's proportions with half a count added to every
     bin, so that a bin empty in the window can still be hit by chance.
     """

@@ -170,6 +170,11 @@ def _rate_or_none(k: int, n: int) -> float | None:
     return k / n if n else None
 
 
+def _too_few(n: int) -> bool:
+    """The too-few rule of `liveness.metrics.Rate`, for n images."""
+    return Rate(0, n, 0.0, 1.0).too_few
+
+
 def overall(k: int, n: int, window_k: int, window_n: int, adverse: int, histogram=(), window_histogram=()) -> Overall:
     """The whole day against the whole window (one test, no correction)."""
     day, window = wilson(k, n), wilson(window_k, window_n)
@@ -198,13 +203,13 @@ def evaluate(
     wn = np.array([r.window_n for r in rows], dtype=np.float64)
     # a slice whose window holds too few images for a rate of its own (none: a new device) is
     # held against the whole window: one retry in the window must not stand for a retry rate
-    thin = np.array([Rate(0, r.window_n, 0.0, 1.0).too_few for r in rows])
+    thin = np.array([_too_few(r.window_n) for r in rows])
     ref_k = np.where(thin, whole.window.k, wk)
     ref_n = np.where(thin, whole.window.n, wn)
     p_ref = np.divide(ref_k, ref_n, out=np.zeros_like(ref_k), where=ref_n > 0)
     excess = k - n * p_ref
     p_values = g_test(k, n, ref_k, ref_n)
-    too_few = np.array([Rate(0, r.n, 0.0, 1.0).too_few for r in rows])
+    too_few = np.array([_too_few(r.n) for r in rows])
     testable = ~too_few & ~np.isnan(p_values)
     tested = int(testable.sum())
     p_adjusted = bonferroni(np.where(testable, p_values, 1.0), tested)
@@ -221,10 +226,11 @@ def evaluate(
 def _result(r: SliceCounts, whole: Overall, excess: float, p, p_adjusted, significant: bool) -> SliceResult:
     big_k, big_n = whole.day.k, whole.day.n
     share = excess / whole.excess if whole.excess else None
+    day = wilson(r.k, r.n)
     return SliceResult(
         dims=r.dims,
         value=r.value,
-        day=wilson(r.k, r.n),
+        day=day,
         window=wilson(r.window_k, r.window_n),
         rest_ratio=_ratio(r.k / r.n, _rate_or_none(big_k - r.k, big_n - r.n)),
         window_ratio=_ratio(r.k / r.n, _rate_or_none(r.window_k, r.window_n)),
@@ -235,7 +241,7 @@ def _result(r: SliceCounts, whole: Overall, excess: float, p, p_adjusted, signif
         p_value=None if np.isnan(p) else float(p),
         p_adjusted=None if p_adjusted is None else float(p_adjusted),
         significant=significant,
-        too_few=Rate(0, r.n, 0.0, 1.0).too_few,
+        too_few=day.too_few,
         psi=_psi(r.window_histogram, r.histogram),
         new=r.window_n == 0,
     )

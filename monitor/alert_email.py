@@ -24,20 +24,28 @@ def email_configured() -> bool:
     return bool(getattr(settings, "EMAIL_HOST", "")) or settings.EMAIL_BACKEND != SMTP_BACKEND
 
 
-def causes(alert: Alert) -> list[str]:
-    """What changed on the alert's last day, in a few lines: its rate's measure (the flag rate for
-    a score drift), the alert's device or all devices."""
-    measure = alert.rule if alert.rule in (Alert.FLAG_RATE, Alert.FPR) else "flag_rate"
-    e = explain.explain_day(alert.last_day, measure, device=alert.device.name if alert.device_id else "")
+def question(alert: Alert) -> tuple[dt.date, str, str]:
+    """(day, measure, device) of the explanation of an alert: its last day, its rate's measure (the
+    flag rate for a score drift), the alert's device or all devices ("")."""
+    return alert.last_day, alert.explain_measure, alert.device.name if alert.device_id else ""
+
+
+def causes(day: dt.date, measure: str, device: str) -> list[str]:
+    """What changed on the day for the measure and device, in a few lines."""
+    e = explain.explain_day(day, measure, device=device)
     lines = explain.summary(e, CAUSES_SHOWN)
     return lines or [f"no slice stands out in the {e.measure.label}"]
 
 
 def body(opened: list[Alert]) -> str:
     lines = []
+    explained: dict[tuple, list[str]] = {}  # a device's flag rate and PSI alerts share one explanation
     for a in opened:
+        q = question(a)
+        if q not in explained:
+            explained[q] = causes(*q)
         lines.append(f"- {a.get_rule_display()}: {a.message}")
-        lines += [f"    {line}" for line in causes(a)]
+        lines += [f"    {line}" for line in explained[q]]
         lines.append(f"    What changed: {a.explain_url()}")
     return "\n".join([*lines, "", "See the Alerts page of Koala Monitor (/alerts/) to acknowledge them."])
 

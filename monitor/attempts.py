@@ -27,6 +27,7 @@ from liveness.metrics import wilson
 
 from . import browse, db
 from .models import DailyMetric, Image, InboxFile
+from .slices import FIRST_ATTEMPTS  # the images a stacked gallery shows
 
 DECISIONS = (LIVE, ATTACK)
 USER_FIELDS = (
@@ -37,9 +38,6 @@ USER_FIELDS = (
     "genuine_users_rejected",
     "genuine_users_always_rejected",
 )
-# the images a stacked gallery shows: first attempts, and images not grouped yet (a day whose run
-# has not finished)
-FIRST_ATTEMPTS = Q(attempt_index__isnull=True) | Q(attempt_index__lte=1)
 UPDATE_CHUNK = 500  # ids per UPDATE of the images that are a group of their own (SQLite's 999 parameters)
 STACKED_COUNTS_SECONDS = 600  # a safety net only: the key of the cached counts follows the data
 
@@ -140,7 +138,7 @@ def user_counts(groups: list[list[Shot]]) -> dict[int | None, dict[str, int]]:
         for shot in group:
             if shot.decision in DECISIONS:
                 decided += 1
-                attacks += shot.decision == "attack"
+                attacks += shot.decision == ATTACK
                 genuine = genuine and shot.label == "genuine"
         if not decided:
             continue

@@ -223,9 +223,9 @@ def device_table(range_days: int, sort: str = DEFAULT_SORT) -> dict:
     """Every device's row over the range ending on the latest day with figures, sorted; three
     queries (the latest day, the devices, the range's DailyMetric rows)."""
     end = DailyMetric.objects.aggregate(last=Max("day"))["last"]
-    devices = list(Device.objects.order_by("name").values_list("id", "name", "last_day"))
     if end is None:
         return {"latest_day": None, "start": None, "rows": [], "days": 0}
+    devices = list(Device.objects.order_by("name").values_list("id", "name", "last_day"))
     start = end - dt.timedelta(days=range_days - 1)
     days = [start + dt.timedelta(days=i) for i in range(range_days)]
     computed: set[dt.date] = set()

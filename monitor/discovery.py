@@ -80,7 +80,7 @@ def discover(run: Run) -> list[int]:
     devices: dict[str, Device] = {}
     new = []
     for device_name, path, skip in _day_files(run.day):
-        rel = path.relative_to(inbox).as_posix() if path.is_relative_to(inbox) else str(path)
+        rel = path.relative_to(inbox).as_posix()  # `_day_files` lists below the inbox only
         if rel in known:
             continue
         if device_name not in devices:

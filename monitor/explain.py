@@ -48,7 +48,7 @@ def _flags(rows: dict) -> dict[str, np.ndarray]:
     scored = slices.scored(rows)
     flagged = scored & (decision == "attack")
     genuine, attack = scored & (label == "genuine"), scored & (label == "attack")
-    score = np.array([np.nan if s is None else s for s in rows["score"]], dtype=np.float64)
+    score = np.array(rows["score"], dtype=np.float64)  # None -> NaN
     edges = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)  # liveness.drift.score_histogram's bins
     bins = np.searchsorted(edges[1:-1], np.nan_to_num(score), side="right")
     return {

@@ -249,11 +249,12 @@ def _store_all(
     updated, kept = [], []
     for f, r in pairs:
         fields = _image_fields(r, f, run, ens, versions)
-        kept = [k for k in fields if k not in LABEL_FIELDS]
         im = existing.get(r.sha256)
         if im is None:
             new[r.sha256] = (f, Image(sha256=r.sha256, scored_at=now, **fields), r)
             continue
+        # every row has the same keys: the fields to write are those of any one of them
+        kept = kept or [k for k in fields if k not in LABEL_FIELDS]
         for k in kept:
             setattr(im, k, fields[k])
         im.scored_at = now
@@ -296,11 +297,10 @@ def finish_run(run_id: int, batch_results: list[dict] | None = None) -> Run:
         for p, r in Image.objects.filter(run=run, category="unreadable").values_list("path", "reason")
     ]
     timings = final_timings(run, batch_results)
-    for device_id in InboxFile.objects.filter(day=run.day).values_list("device_id", flat=True).distinct():
-        Device.objects.filter(Q(first_day__isnull=True) | Q(first_day__gt=run.day), pk=device_id).update(
-            first_day=run.day
-        )
-        Device.objects.filter(Q(last_day__isnull=True) | Q(last_day__lt=run.day), pk=device_id).update(last_day=run.day)
+    # two UPDATEs for all of the day's devices, not two per device
+    seen = Device.objects.filter(pk__in=InboxFile.objects.filter(day=run.day).values("device_id"))
+    seen.filter(Q(first_day__isnull=True) | Q(first_day__gt=run.day)).update(first_day=run.day)
+    seen.filter(Q(last_day__isnull=True) | Q(last_day__lt=run.day)).update(last_day=run.day)
     with transaction.atomic():  # two runs finishing at once decide one after the other: never both superseded
         daily.lock_day(run.day)
         others, left = pending_work(run)

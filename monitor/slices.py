@@ -135,15 +135,19 @@ def _floats(column) -> np.ndarray:
     return np.array(column, dtype=np.float64)  # None -> NaN
 
 
+def _bucket_labels(x: np.ndarray, buckets: list[Bucket]) -> np.ndarray:
+    """Each value's bucket label, UNKNOWN for NaN."""
+    out = np.full(len(x), UNKNOWN, dtype=object)
+    for b in buckets:
+        out[b.mask(x)] = b.label
+    return out
+
+
 def _bucketed(name: str, label: str, field: str, buckets: list[Bucket]) -> Dimension:
     def labels(rows: dict) -> np.ndarray:
-        x = _floats(rows[field])
-        out = np.full(len(x), UNKNOWN, dtype=object)
-        for b in buckets:
-            out[b.mask(x)] = b.label
-        return out
+        return _bucket_labels(_floats(rows[field]), buckets)
 
-    def q(value: str, day=None) -> Q:
+    def q(value: str, day) -> Q:
         if value == UNKNOWN:
             return Q(**{f"{field}__isnull": True})
         return next(b for b in buckets if b.label == value).q(field)
@@ -157,7 +161,7 @@ def _text(name: str, label: str, field: str, missing: str = UNKNOWN, pattern: st
     def labels(rows: dict) -> np.ndarray:
         return np.array([v or missing for v in rows[field]], dtype=object)
 
-    def q(value: str, day=None) -> Q:
+    def q(value: str, day) -> Q:
         return Q(**{field: ""}) | Q(**{field: missing}) if value == missing else Q(**{field: value})
 
     return Dimension(name, label, labels, q, None, pattern)
@@ -167,14 +171,14 @@ def _device() -> Dimension:
     def labels(rows: dict) -> np.ndarray:
         return np.array(rows["device__name"], dtype=object)
 
-    return Dimension("device", "device", labels, lambda value, day=None: Q(device__name=value))
+    return Dimension("device", "device", labels, lambda value, day: Q(device__name=value))
 
 
 def _hour() -> Dimension:
     def labels(rows: dict) -> np.ndarray:
         return np.array([UNKNOWN if h is None else f"{h:02d}" for h in rows["hour"]], dtype=object)
 
-    def q(value: str, day=None) -> Q:
+    def q(value: str, day) -> Q:
         if value == UNKNOWN:
             return Q(captured_at__isnull=True)
         return Q(Exact(hour_expression(), int(value)))
@@ -194,7 +198,7 @@ def _gate(gate: str) -> Dimension:
         failed = np.array([gate in (g or ()) for g in rows["failed_gates"]], dtype=bool)
         return np.where(scored(rows), np.where(failed, "failed", "passed"), NOT_ASSESSED).astype(object)
 
-    def q(value: str, day=None) -> Q:
+    def q(value: str, day) -> Q:
         failed = Q(failed_gates__icontains=f'"{gate}"')  # the quoted name matches one element
         return {"failed": DECIDED & failed, "passed": DECIDED & ~failed, NOT_ASSESSED: ~DECIDED}[value]
 
@@ -228,12 +232,9 @@ def _pose() -> Dimension:
     def labels(rows: dict) -> np.ndarray:
         with np.errstate(invalid="ignore"):
             x = np.fmax(np.abs(_floats(rows["yaw"])), np.abs(_floats(rows["pitch"])))
-        out = np.full(len(x), UNKNOWN, dtype=object)
-        for b in POSE_BUCKETS:
-            out[b.mask(x)] = b.label
-        return out
+        return _bucket_labels(x, POSE_BUCKETS)
 
-    def q(value: str, day=None) -> Q:
+    def q(value: str, day) -> Q:
         if value == UNKNOWN:
             return Q(yaw__isnull=True, pitch__isnull=True)
         b = next(b for b in POSE_BUCKETS if b.label == value)
@@ -252,7 +253,7 @@ def _resolution() -> Dimension:
             dtype=object,
         )
 
-    def q(value: str, day=None) -> Q:
+    def q(value: str, day) -> Q:
         if value == UNKNOWN:
             return Q(width__isnull=True) | Q(height__isnull=True)
         w, h = value.split("x")
@@ -274,10 +275,10 @@ def _attack_guess() -> Dimension:
     def labels(rows: dict) -> np.ndarray:
         return np.array([attack_guess(g) for g in rows["attack_guesses"]], dtype=object)
 
-    def q(value: str, day=None) -> Q:
+    def q(value: str, day) -> Q:
         """The guesses present on the day, as exact key sets: the images whose guesses give `value`."""
-        qs = Image.objects.filter(day=day) if day is not None else Image.objects.all()
-        seen = {json.dumps(g or {}, sort_keys=True) for g in qs.values_list("attack_guesses", flat=True).distinct()}
+        guesses = Image.objects.filter(day=day).values_list("attack_guesses", flat=True).distinct()
+        seen = {json.dumps(g or {}, sort_keys=True) for g in guesses}
         found = [json.loads(s) for s in seen]
         keys = sorted({k for g in found for k in g})
         out = Q(pk__in=[])
@@ -296,13 +297,17 @@ def _attack_guess() -> Dimension:
     return Dimension("attack_guess", "attack-type guess", labels, q)
 
 
+# first attempts, and images not grouped yet (a day whose run has not finished); also what a
+# stacked gallery shows (monitor/attempts.py)
+FIRST_ATTEMPTS = Q(attempt_index__isnull=True) | Q(attempt_index__lte=1)
+
+
 def _attempt() -> Dimension:
     def labels(rows: dict) -> np.ndarray:
         return np.array(["first" if i is None or i <= 1 else "retry" for i in rows["attempt_index"]], dtype=object)
 
-    def q(value: str, day=None) -> Q:
-        first = Q(attempt_index__isnull=True) | Q(attempt_index__lte=1)
-        return first if value == "first" else Q(attempt_index__gt=1)
+    def q(value: str, day) -> Q:
+        return FIRST_ATTEMPTS if value == "first" else Q(attempt_index__gt=1)
 
     return Dimension("attempt", "attempt", labels, q, ("first", "retry"))
 
@@ -366,7 +371,7 @@ def parse(text: str) -> list[tuple[str, str]]:
     return list(zip(names, values, strict=True))
 
 
-def q_of(pairs: list[tuple[str, str]], day=None) -> Q:
+def q_of(pairs: list[tuple[str, str]], day) -> Q:
     """The images in every one of the (dimension, value) slices."""
     q = Q()
     for dim, value in pairs:

@@ -216,7 +216,8 @@ def test_it_stacks_the_gallery_one_tile_per_attempt_group(burst, client, persona
         by_category[c] = by_category.get(c, 0) + 1
     assert int(counts["all"]) == len(PLAN)
     assert all(int(counts[c]) == n for c, n in by_category.items())
-    assert all("stack=1" in q for q in re.findall(r'class="tab[^"]*"[^>]*href="\?([^"]*)"', html))
+    tab_queries = re.findall(r'<a href="\?([^"]*)" class="tab[^"]*" data-category=', html)
+    assert len(tab_queries) == len(counts) and all("stack=1" in q for q in tab_queries)
     # unstacked, every image is a tile of its own
     plain = client.get(url).content.decode()
     assert len(re.findall(r'<li class="thumb ', plain)) == len(images)

@@ -20,10 +20,10 @@ from liveness.crop import crop_face
 from liveness.manifest import EnsembleManifest, ModelManifest, load_manifest
 from liveness.metrics import threshold_at_fpr
 from liveness.runtime import LivenessModel
+from tests.conftest import DEMO_MANIFEST, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO_MODELS = ROOT / "demo" / "models"
-DEMO = DEMO_MODELS / "demo.toml"
+DEMO = DEMO_MANIFEST
+DEMO_MODELS = DEMO.parent
 TRAINING_SCRIPT = ROOT / "demo" / "training" / "train_demo_models.py"
 SEED = 0x5EED_7E57  # held-out: never used by demo/training/train_demo_models.py
 N_GENUINE, N_PRINT, N_REPLAY = 300, 75, 75
@@ -152,9 +152,15 @@ def _model_manifests_of_the_training_script() -> dict[str, str]:
     raise AssertionError("no MANIFESTS in train_demo_models.py")
 
 
+def test_it_ships_the_ensemble_and_its_three_models():
+    # the parametrized test below runs once per file found: an empty folder would skip it
+    assert sorted(p.name for p in DEMO_MODELS.glob("*.toml")) == ["demo.toml", "fas_a.toml", "fas_b.toml", "fas_c.toml"]
+
+
 @pytest.mark.parametrize("path", sorted(DEMO_MODELS.glob("*.toml")), ids=lambda p: p.name)
 def test_it_loads_every_shipped_demo_manifest(path):
-    assert isinstance(load_manifest(path), ModelManifest | EnsembleManifest)
+    m = load_manifest(path)
+    assert isinstance(m, ModelManifest | EnsembleManifest) and m.name == path.stem
 
 
 def test_it_loads_the_manifests_the_training_script_writes(tmp_path):

@@ -197,8 +197,11 @@ def test_it_sorts_by_each_column(viewer):
     metric(DAY)
     flagged = {"cam-a": 30, "cam-b": 5, "cam-c": 12}
     images = {"cam-a": 120, "cam-b": 300, "cam-c": 80}
+    fp = {"cam-a": 1, "cam-b": 10, "cam-c": 4}  # of 50 labelled genuine each
+    low = {"cam-a": 8, "cam-b": 2, "cam-c": 20}  # low quality of 100 scored each
     for name, k in flagged.items():
-        metric(DAY, name, flagged=k, images=images[name])
+        counts = {"live": 90, "attack": 10, "low_quality": low[name]}
+        metric(DAY, name, flagged=k, images=images[name], genuine=50, fp=fp[name], counts=counts)
     metric(DAY - dt.timedelta(days=2), "cam-d")  # nothing on the latest day: last whatever the order
     Device.objects.update(last_day=DAY)
     Device.objects.filter(name="cam-d").update(last_day=DAY - dt.timedelta(days=2))
@@ -214,8 +217,10 @@ def test_it_sorts_by_each_column(viewer):
     assert "sort=-flag_rate" in p.headers["flag_rate"] and "sort=name" not in p.headers["flag_rate"]
     assert "sort=-name" in p.headers["name"]
     assert "sort=flag_rate" in page(viewer, sort="-flag_rate").headers["flag_rate"]
-    for column in ("fpr", "low_quality"):
-        assert page(viewer, sort=column).errors == []
+    for column, k in (("fpr", fp), ("low_quality", low)):
+        p = page(viewer, sort=column)
+        assert p.errors == []
+        assert list(p.rows) == sorted(k, key=k.get) + ["cam-d"], column
 
 
 def test_it_explains_a_bad_sort_or_range_instead_of_failing(viewer):

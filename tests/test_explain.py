@@ -354,11 +354,15 @@ def test_it_requires_login_and_the_view_permission(client, personas):
 @pytest.mark.django_db
 def test_it_stores_the_slices_with_the_days_figures():
     rng = np.random.default_rng(9)
-    create(planted(rng, DAY, "cam-1", 40) + planted(rng, DAY, "cam-3", 30))
+    specs = planted(rng, DAY, "cam-1", 40) + planted(rng, DAY, "cam-3", 30)
+    create(specs)
 
     daily.compute_day(DAY)
 
     m = DailyMetric.objects.get(day=DAY, device=None)
+    genuine = [s for s in specs if s["label"] == "genuine"]
+    assert (m.all_flagged, m.all_scored) == (sum(s["flagged"] for s in specs), len(specs))
+    assert (m.all_fp, m.all_genuine) == (sum(s["flagged"] for s in genuine), len(genuine))
     result = explain.explain_day(DAY)
     figures = {x.measure.name: x.day for x in result.figures}
     assert (figures["flag_rate"].k, figures["flag_rate"].n) == (m.all_flagged, m.all_scored)

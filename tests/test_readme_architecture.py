@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
 
 # Plumbing a newcomer finds by its Django or Python name, not a step of the data path.
 NOT_STEPS = {

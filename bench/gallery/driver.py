@@ -3,10 +3,14 @@ result (and, with --explain, the plans of the slowest queries)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-from bench._common import close_django_connections, data_root, django_setup, migrate, remove_scratch
+from bench._common import (
+    close_django_connections,
+    command_line,
+    data_root,
+    django_setup,
+    migrate,
+    remove_scratch,
+)
 from bench.gallery.cli import configure_environment
 from bench.gallery.config import PG_DBNAME, TARGET_P95_MS
 from bench.gallery.corpus import fill, try_indexes
@@ -32,7 +36,7 @@ def run_gallery_bench(args) -> dict:
         results = measure(args, made)
         result = {
             "benchmark": "gallery",
-            "command": " ".join([Path(sys.executable).name, "-m", "bench.gallery", *sys.argv[1:]]),
+            "command": command_line("bench.gallery"),
             "args": {k: v for k, v in vars(args).items() if k not in ("keep",)},
             "machine": machine(url),
             "fill": made,

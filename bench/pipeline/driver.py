@@ -4,13 +4,13 @@ the ceilings, the daily job end to end, the in-process runs, the what-ifs, then 
 from __future__ import annotations
 
 import multiprocessing as mp
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from bench._common import (
     close_django_connections,
+    command_line,
     configure_environment,
     data_root,
     database_url,
@@ -121,7 +121,7 @@ def _result(args, code_at_start: dict, ceilings: dict, m: dict, source: str, tim
     ratio = round(e2e["rate"] / ceiling, 3)
     return {
         "benchmark": "pipeline",
-        "command": " ".join([Path(sys.executable).name, "-m", "bench.pipeline", *sys.argv[1:]]),
+        "command": command_line("bench.pipeline"),
         "args": {k: v for k, v in vars(args).items() if k not in ("keep",)},
         "machine": machine(),
         "code_at_start": code_at_start,

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 
+from bench._common import django_setup
 from bench.pipeline.config import DAY_E2E
 from bench.pipeline.procs import proc_mem, rusage, rusage_per_image, spawn_pool
 
@@ -20,9 +21,7 @@ FLAT_GROWTH = 0.10  # worker RSS may grow at most 10 % from 20 % of the batches 
 def _worker_init(threads: int):
     warnings.filterwarnings("ignore")
     os.environ["KOALA_ORT_THREADS"] = str(threads)
-    import django
-
-    django.setup()
+    django_setup()
     from monitor import loading
 
     loading.load_ensemble(loading.active_ensemble())  # sessions loaded before the clock starts

@@ -46,8 +46,6 @@ from liveness.runtime import LivenessModel
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "models"
 CHUNK = 100  # samples per generation job; each job has its own seed, so results do not depend on --workers
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 MANIFESTS: dict[str, str] = {
     "fas_a": """\

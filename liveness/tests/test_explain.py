@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from liveness.drift import PSI_EPSILON
 from liveness.explain import (
     CLEAR_FACTOR,
     MEASURES,
@@ -164,7 +165,7 @@ def test_it_compares_the_score_distribution_of_a_slice():
 
     (a,), _ = evaluate(rows, whole)
 
-    eps = 1e-4  # liveness.drift.PSI_EPSILON for the empty bins
+    eps = PSI_EPSILON  # the proportion of an empty bin
     assert a.psi == pytest.approx((1 - eps) * math.log(1 / eps) + (eps - 1) * math.log(eps / 1))
     assert whole.psi == pytest.approx(0.0)
 

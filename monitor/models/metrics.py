@@ -280,11 +280,17 @@ class Alert(models.Model):
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
 
+    @property
+    def explain_measure(self) -> str:
+        """The measure "what changed" ranks the slices by for this alert: a rate rule's own, else
+        the page's default, the flag rate."""
+        return self.rule if self.rule in (self.FLAG_RATE, self.FPR) else "flag_rate"
+
     def explain_url(self) -> str:
         """ "What changed" on the latest day the rule fired, for its device and (a rate rule) its
         measure: where a user looks for the reason."""
         query = {"device": self.device.name} if self.device_id else {}
-        if self.rule in (self.FLAG_RATE, self.FPR):
+        if self.explain_measure == self.rule:
             query["measure"] = self.rule
         return f"{reverse('day-explain', args=[self.last_day])}?{urlencode(query)}"
 
